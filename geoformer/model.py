@@ -1,0 +1,221 @@
+"""The geoformer network: composition of the Earth-specific blocks into the Pangu U-shape.
+
+Pure tensors in, tensors out: no xarray, files, normalisation or training logic here.
+Fields are expected already normalised, in the internal order (levels from the surface up,
+latitude north to south, longitude eastwards from 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from timm.layers import DropPath, Mlp, trunc_normal_
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import EarthAttention
+from .config import GeoFormerConfig, TokenGrid
+from .embedding import DownSample, PatchEmbed, PatchRecovery, UpSample
+from .layers import crop_end, pad_end, shifted_window_mask, window_partition, window_reverse
+
+__all__ = ["EarthBlock", "Stage", "GeoFormer"]
+
+
+class EarthBlock(nn.Module):
+    """One 3D Earth-specific transformer block with post-norm residuals (Swin v2 style).
+
+    x = x + drop_path(norm1(attention(x))); x = x + drop_path(norm2(mlp(x))).
+    Shifted blocks roll the grid by -shift before attention and back after; only the
+    level/latitude wrap-around is masked, never the longitude seam.
+    """
+
+    def __init__(self, dim: int, heads: int, window: Sequence[int], grid: TokenGrid,
+                 shifted: bool, drop_path: float = 0.0, mlp_ratio: float = 4.0,
+                 attention: str = "sdpa") -> None:
+        super().__init__()
+        self.window = tuple(window)
+        self.grid = grid
+        self.shift = tuple(w // 2 for w in window) if shifted else (0, 0, 0)
+        self.attn = EarthAttention(dim, heads, window, grid.window_types, attention)
+        self.norm1 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        padded = (grid.padded_levels, grid.padded_lat, grid.lon)
+        mask = shifted_window_mask(padded, window, self.shift) if shifted else None
+        self.register_buffer("attn_mask", mask, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
+        g = self.grid
+        shortcut = x
+        x = pad_end(x, (g.padded_levels, g.padded_lat), dims=(1, 2))  # (B, Zp, Hp, W, C)
+        sz, sh, sw = self.shift
+        if self.attn_mask is not None:
+            x = torch.roll(x, shifts=(-sz, -sh, -sw), dims=(1, 2, 3))
+        windows = window_partition(x, self.window)  # (B*nLon, nT, N, C)
+        windows = self.attn(windows, self.attn_mask)
+        x = window_reverse(windows, self.window, (g.padded_levels, g.padded_lat, g.lon))
+        if self.attn_mask is not None:
+            x = torch.roll(x, shifts=(sz, sh, sw), dims=(1, 2, 3))
+        x = crop_end(x, (g.levels, g.lat), dims=(1, 2))  # (B, Z, H, W, C)
+        x = shortcut + self.drop_path(self.norm1(x))
+        return x + self.drop_path(self.norm2(self.mlp(x)))
+
+
+class Stage(nn.Module):
+    """A run of EarthBlocks on one token grid; odd blocks use shifted windows."""
+
+    def __init__(self, depth: int, dim: int, heads: int, window: Sequence[int], grid: TokenGrid,
+                 drop_path: Sequence[float], mlp_ratio: float, attention: str,
+                 checkpoint_activations: bool = False) -> None:
+        super().__init__()
+        self.checkpoint_activations = checkpoint_activations
+        self.blocks = nn.ModuleList(
+            EarthBlock(dim, heads, window, grid, shifted=i % 2 == 1, drop_path=drop_path[i],
+                       mlp_ratio=mlp_ratio, attention=attention)
+            for i in range(depth)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
+        for block in self.blocks:
+            if self.checkpoint_activations and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+class GeoFormer(nn.Module):
+    """Pangu-Weather's 3D Earth-specific transformer.
+
+    Args:
+        config: the architecture and variable contract (see :class:`GeoFormerConfig`).
+        constants: (K, H, W) normalised constant fields (land-sea mask, soil type, surface
+            geopotential, ...), appended to the surface input. Zeros when not given. They are
+            buffers (saved in checkpoints, never trained).
+
+    Call with upper (B, V, Z, H, W) and surface (B, S, H, W); returns tensors of the same shapes.
+    """
+
+    def __init__(self, config: GeoFormerConfig, constants: Tensor | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config
+        H, W = cfg.grid
+        K = len(cfg.constant_vars)
+        self.register_buffer("constants", torch.zeros(K, H, W))
+        if constants is not None:
+            self.set_constants(constants)
+
+        C1, C2, _, _ = cfg.stage_dims
+        d1, d2, _, _ = cfg.depths
+        n = d1 + d2
+        rates = [cfg.drop_path * i / max(n - 1, 1) for i in range(n)]  # linspace(0, rate, n)
+        outer, inner = rates[:d1], rates[d1:]
+        g1, g2 = cfg.token_grid(1), cfg.token_grid(2)
+        Zp, Hp, _ = cfg.padded_grid
+
+        def stage(i: int, grid: TokenGrid, dim: int, rates: list[float]) -> Stage:
+            return Stage(cfg.depths[i], dim, cfg.heads[i], cfg.window, grid, rates,
+                         cfg.mlp_ratio, cfg.attention, cfg.checkpoint_activations)
+
+        self.embed = PatchEmbed(len(cfg.upper_vars), len(cfg.surface_vars) + K, cfg.patch, C1,
+                                (Zp, Hp))
+        self.stage1 = stage(0, g1, C1, outer)
+        self.down = DownSample(C1)
+        self.stage2 = stage(1, g2, C2, inner)
+        self.stage3 = stage(2, g2, C2, inner)
+        self.up = UpSample(C2, C1, g1.lat)
+        self.stage4 = stage(3, g1, C1, outer)
+        self.recover = PatchRecovery(2 * C1, len(cfg.upper_vars), len(cfg.surface_vars),
+                                     cfg.patch, (len(cfg.levels), H, W))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(cls, name: str, constants: Tensor | None = None,
+                    **overrides: Any) -> GeoFormer:
+        """``GeoFormer.from_preset("pangu", grid=(121, 240), window=(2, 6, 10))``."""
+        return cls(GeoFormerConfig.from_preset(name, **overrides), constants=constants)
+
+    def set_constants(self, constants: Tensor) -> None:
+        """Replace the constant fields; (K, H, W), already normalised, finite."""
+        expected = tuple(self.constants.shape)
+        if tuple(constants.shape) != expected:
+            raise ValueError(
+                f"constant fields must have shape (K, H, W) = {expected} for "
+                f"{list(self.config.constant_vars)} on grid {self.config.grid}, "
+                f"found {tuple(constants.shape)}")
+        if constants.device.type != "meta" and not torch.isfinite(constants).all():
+            raise ValueError("constant fields contain NaN or infinite values")
+        with torch.no_grad():
+            self.constants.copy_(constants)
+
+    # -------------------------------------------------------------------------- forward
+    def _check_inputs(self, upper: Tensor, surface: Tensor) -> None:
+        cfg = self.config
+        V, Z, S = len(cfg.upper_vars), len(cfg.levels), len(cfg.surface_vars)
+        H, W = cfg.grid
+        if upper.ndim != 5 or tuple(upper.shape[1:]) != (V, Z, H, W):
+            raise ValueError(
+                f"upper-air input must be (B, V, Z, H, W) = (B, {V}, {Z}, {H}, {W}) for "
+                f"variables {list(cfg.upper_vars)} on levels {list(cfg.levels)}, "
+                f"found {tuple(upper.shape)}")
+        if surface.ndim != 4 or tuple(surface.shape[1:]) != (S, H, W):
+            raise ValueError(
+                f"surface input must be (B, S, H, W) = (B, {S}, {H}, {W}) for variables "
+                f"{list(cfg.surface_vars)}, found {tuple(surface.shape)}")
+        if upper.shape[0] != surface.shape[0]:
+            raise ValueError(f"upper-air batch {upper.shape[0]} != surface batch "
+                             f"{surface.shape[0]}")
+
+    def forward(self, upper: Tensor, surface: Tensor) -> tuple[Tensor, Tensor]:
+        """upper (B, V, Z, H, W), surface (B, S, H, W) -> the same shapes, one lead time on."""
+        self._check_inputs(upper, surface)
+        B = upper.shape[0]
+        const = self.constants.to(surface.dtype).expand(B, *self.constants.shape)  # (B, K, H, W)
+        x = self.embed(upper, torch.cat([surface, const], dim=1))  # (B, Zt, Ht, Wt, C)
+        skip = self.stage1(x)
+        x = self.stage3(self.stage2(self.down(skip)))  # (B, Zt, Ht/2, Wt/2, 2C)
+        x = self.stage4(self.up(x))  # (B, Zt, Ht, Wt, C)
+        return self.recover(torch.cat([skip, x], dim=-1))  # skip concat: (B, Zt, Ht, Wt, 2C)
+
+    # ---------------------------------------------------------------------- optimisation
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that must not be decayed: Earth-specific bias tables, biases, norms."""
+        names = set()
+        for name, p in self.named_parameters():
+            if name.endswith("bias_table") or p.ndim <= 1:
+                names.add(name)
+        return names
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups with :meth:`no_weight_decay` excluded from decay."""
+        skip = self.no_weight_decay()
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if name in skip else decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def num_parameters(self, bias_tables_only: bool = False) -> int:
+        return sum(p.numel() for n, p in self.named_parameters()
+                   if not bias_tables_only or n.endswith("bias_table"))
+
+    def blocks(self) -> Iterator[EarthBlock]:
+        for stage in (self.stage1, self.stage2, self.stage3, self.stage4):
+            yield from stage.blocks
