@@ -55,3 +55,90 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def mock_era5(n_time: int = 8, grid=(8, 16), levels=(1000, 850, 500), freq: str = "6h",
+              seed: int = 0, poles: bool = True, with_humidity: bool = True):
+    """A small dataset in the internal schema with plausible magnitudes and units.
+
+    Fields are smooth waves plus noise that move eastwards in time, so persistence is not
+    perfect and a model has something to learn.
+    """
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from geoformer.schema import VARIABLES
+
+    rng = np.random.default_rng(seed)
+    H, W = grid
+    if poles:
+        lat = np.linspace(90, -90, H)
+    else:
+        lat = np.linspace(90 - 90 / H, -90 + 90 / H, H)
+    lon = np.arange(W) * 360.0 / W
+    time = pd.date_range("2000-01-01", periods=n_time, freq=freq)
+    levels = np.asarray(levels, dtype=np.int64)
+    t = np.arange(n_time)[:, None, None]
+    phase = np.deg2rad(lon)[None, None, :] - 0.3 * t
+    wave = np.cos(np.deg2rad(lat))[None, :, None] * np.sin(phase)  # (T, H, W)
+
+    def field(scale, offset):
+        return (offset + scale * (wave + 0.1 * rng.standard_normal((n_time, H, W)))).astype(
+            np.float32)
+
+    upper = {
+        "geopotential": lambda lv: field(500.0, 9.80665 * 16000 * np.log(1000 / lv) + 800),
+        "specific_humidity": lambda lv: np.abs(field(1e-3, 5e-3 * lv / 1000)),
+        "temperature": lambda lv: field(5.0, 288.0 - 60 * np.log(1000 / lv)),
+        "u_component_of_wind": lambda lv: field(10.0, 5.0),
+        "v_component_of_wind": lambda lv: field(5.0, 0.0),
+    }
+    surface = {
+        "mean_sea_level_pressure": field(800.0, 101325.0),
+        "10m_u_component_of_wind": field(4.0, 2.0),
+        "10m_v_component_of_wind": field(3.0, 0.0),
+        "2m_temperature": field(6.0, 285.0),
+    }
+    data = {}
+    for name, make in upper.items():
+        if name == "specific_humidity" and not with_humidity:
+            continue
+        data[name] = (("time", "level", "latitude", "longitude"),
+                      np.stack([make(lv) for lv in levels], axis=1))
+    for name, values in surface.items():
+        data[name] = (("time", "latitude", "longitude"), values)
+    data["land_sea_mask"] = (("latitude", "longitude"),
+                             (rng.random((H, W)) > 0.7).astype(np.float32))
+    data["soil_type"] = (("latitude", "longitude"), rng.integers(0, 7, (H, W)).astype(np.float32))
+    data["geopotential_at_surface"] = (("latitude", "longitude"),
+                                       (rng.random((H, W)) * 5000).astype(np.float32))
+    ds = xr.Dataset(data, coords={"time": time, "level": levels, "latitude": lat,
+                                  "longitude": lon})
+    for name in ds.data_vars:
+        info = VARIABLES[name]
+        ds[name].attrs.update(units=info.units, standard_name=info.standard_name,
+                              long_name=info.long_name)
+    ds["level"].attrs["units"] = "hPa"
+    return ds
+
+
+def tiny_module(ds, lead_hours: int = 6, seed: int = 0, **config_overrides):
+    """An untrained GeoFormerModule for a mock_era5-like dataset (statistics from ``ds``)."""
+    from geoformer.data import variables_in
+    from geoformer.lightning import GeoFormerModule
+    from geoformer.normalization import Normalizer, compute_statistics, normalized_constants
+
+    upper, surface, static = variables_in(ds)
+    levels = [int(v) for v in ds.level.values]
+    stats = compute_statistics(ds, upper, surface, static)
+    config = tiny_config(grid=(ds.sizes["latitude"], ds.sizes["longitude"]), levels=levels,
+                         upper_vars=upper, surface_vars=surface, constant_vars=static,
+                         **config_overrides)
+    torch.manual_seed(seed)
+    return GeoFormerModule(
+        model=config.to_dict(),
+        normalization=Normalizer.from_statistics(stats, upper, surface, levels).to_dict(),
+        lead_hours=lead_hours, latitude=ds.latitude.values.tolist(),
+        longitude=ds.longitude.values.tolist(),
+        constants=normalized_constants(ds, stats, static), warmup_steps=2)
