@@ -1,0 +1,257 @@
+"""Checkpoints + initial states -> an xarray forecast in the WeatherBench 2 layout.
+
+``forecast(...)`` is the one Python call; ``write_forecast`` writes zarr or netCDF so that an
+interrupted run leaves no half-written store behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from . import __version__
+from .aggregation import aggregated_rollout, plans
+from .data import atomic_write_zarr
+from .lightning import GeoFormerModule, load_module
+from .regrid import regrid_conservative
+from .schema import VARIABLES, SchemaError, open_dataset, standardize, validate
+
+__all__ = ["parse_hours", "load_models", "forecast", "write_forecast"]
+
+
+def parse_hours(value: str | int | float | pd.Timedelta) -> int:
+    """'10d', '6h', '36', 36 or a Timedelta -> whole hours."""
+    if isinstance(value, str):
+        value = value.strip()
+        if value.isdigit():
+            value = int(value)
+        elif value[-1:] in ("d", "D") and value[:-1].strip().replace(".", "", 1).isdigit():
+            value = float(value[:-1]) * 24  # '10d': days
+    td = pd.Timedelta(hours=value) if isinstance(value, (int, float)) else pd.Timedelta(value)
+    hours = td / pd.Timedelta(hours=1)
+    if hours != int(hours) or hours <= 0:
+        raise ValueError(f"lead times must be a positive whole number of hours, found {value!r}")
+    return int(hours)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_models(checkpoints: Sequence[str | Path]) -> dict[int, GeoFormerModule]:
+    """Lead hours -> module for each checkpoint; all must share variables, levels and grid."""
+    if not checkpoints:
+        raise ValueError("at least one checkpoint is needed")
+    models: dict[int, GeoFormerModule] = {}
+    first: tuple[str, GeoFormerModule] | None = None
+    for path in checkpoints:
+        module = load_module(path)
+        module.checkpoint_path = str(path)
+        lead = int(module.hparams.lead_hours)
+        if lead in models:
+            raise ValueError(f"two checkpoints have the same lead time {lead} h: "
+                             f"{models[lead].checkpoint_path} and {path}")
+        if first is None:
+            first = (str(path), module)
+        else:
+            _check_compatible(first, (str(path), module))
+        models[lead] = module
+    return models
+
+
+def _contract(module: GeoFormerModule) -> dict[str, Any]:
+    c = module.config
+    return {"upper-air variables": list(c.upper_vars), "surface variables": list(c.surface_vars),
+            "levels": list(c.levels), "latitudes": list(module.hparams.latitude),
+            "longitudes": list(module.hparams.longitude)}
+
+
+def _check_compatible(a: tuple[str, GeoFormerModule], b: tuple[str, GeoFormerModule]) -> None:
+    ca, cb = _contract(a[1]), _contract(b[1])
+    for key in ca:
+        if not np.array_equal(np.asarray(ca[key]), np.asarray(cb[key])):
+            raise ValueError(f"checkpoints {a[0]} and {b[0]} differ in their {key}: "
+                             f"{_brief(ca[key])} vs {_brief(cb[key])}")
+
+
+def _brief(values: list) -> str:
+    return str(values) if len(values) <= 8 else f"{len(values)} values from {values[0]} " \
+                                                f"to {values[-1]}"
+
+
+def _prepare_input(data: xr.Dataset | str | Path, module: GeoFormerModule,
+                   notes: list[str]) -> xr.Dataset:
+    ds = open_dataset(data, notes) if isinstance(data, (str, Path)) else standardize(data, notes)
+    c = module.config
+    source = str(data) if isinstance(data, (str, Path)) else "the input data"
+    validate(ds, c.upper_vars, c.surface_vars, levels=c.levels, check_finite=False,
+             source=source)
+    ds = ds[list(c.upper_vars) + list(c.surface_vars)].sel(level=list(c.levels))
+    lat = np.asarray(module.hparams.latitude)
+    lon = np.asarray(module.hparams.longitude)
+    same = ds.sizes["latitude"] == lat.size and ds.sizes["longitude"] == lon.size and (
+        np.allclose(ds["latitude"].values, lat) and np.allclose(ds["longitude"].values, lon))
+    if not same:
+        notes.append(f"input regridded conservatively from {ds.sizes['latitude']} x "
+                     f"{ds.sizes['longitude']} to the checkpoint grid {lat.size} x {lon.size}")
+        ds = regrid_conservative(ds, lat, lon)
+    return ds
+
+
+def _select_inits(ds: xr.Dataset, init_times: Sequence[Any], source: str) -> xr.Dataset:
+    times = pd.DatetimeIndex([pd.Timestamp(t) for t in init_times])
+    have = pd.DatetimeIndex(ds["time"].values)
+    missing = [str(t) for t in times if t not in have]
+    if missing:
+        raise SchemaError(f"initial time(s) {missing} are not in {source}, which has "
+                          f"{len(have)} times from {have.min()} to {have.max()}")
+    ds = ds.sel(time=times).load()
+    for name in ds.data_vars:
+        bad = int((~np.isfinite(ds[name])).sum())
+        if bad:
+            raise SchemaError(f"initial state: variable {name!r} has {bad} NaN or infinite "
+                              "value(s)")
+    return ds
+
+
+def _states(ds: xr.Dataset, module: GeoFormerModule) -> tuple[np.ndarray, np.ndarray]:
+    c = module.config
+    upper = np.stack([ds[v].transpose(..., "level", "latitude", "longitude").values
+                      for v in c.upper_vars], axis=-4)  # (..., V, Z, H, W)
+    surface = np.stack([ds[v].transpose(..., "latitude", "longitude").values
+                        for v in c.surface_vars], axis=-3)  # (..., S, H, W)
+    return upper.astype(np.float32), surface.astype(np.float32)
+
+
+def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
+             data: xr.Dataset | str | Path, init_times: Sequence[Any],
+             lead_time: str | int = "10d", every: str | int | None = None,
+             batch_size: int = 1, device: str | None = None,
+             notes: list[str] | None = None) -> xr.Dataset:
+    """Forecast from each initial time out to ``lead_time``, every ``every`` hours.
+
+    Lead-time models are chained by hierarchical temporal aggregation (fewest steps, shared
+    intermediate states). An input with an ensemble dim ``number`` gives one forecast per
+    member. Returns a Dataset with dims (time, [number,] prediction_timedelta, level,
+    latitude, longitude), WeatherBench 2 variable names, CF attributes and provenance.
+    """
+    notes = [] if notes is None else notes
+    models = dict(checkpoints) if isinstance(checkpoints, Mapping) else load_models(checkpoints)
+    lead = parse_hours(lead_time)
+    step = parse_hours(every) if every is not None else lead
+    if lead % step:
+        raise ValueError(f"the lead time ({lead} h) is not a multiple of every ({step} h)")
+    leads = list(range(step, lead + 1, step))
+    plans(leads, models.keys())  # unreachable lead times fail before any work
+    reference = models[max(models)]
+    source = str(data) if isinstance(data, (str, Path)) else "the input data"
+    ds = _select_inits(_prepare_input(data, reference, notes), init_times, source)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for m in models.values():
+        m.to(device).eval()
+    upper0, surface0 = _states(ds, reference)  # (T, [N,] V, Z, H, W), (T, [N,] S, H, W)
+    lead_shape = upper0.shape[:-4]
+    flat_u = upper0.reshape(-1, *upper0.shape[-4:])
+    flat_s = surface0.reshape(-1, *surface0.shape[-3:])
+    out_u = np.empty((flat_u.shape[0], len(leads), *flat_u.shape[1:]), np.float32)
+    out_s = np.empty((flat_s.shape[0], len(leads), *flat_s.shape[1:]), np.float32)
+    steps = {h: m.forecast_step for h, m in models.items()}
+    position = {h: i for i, h in enumerate(leads)}
+    with torch.no_grad():
+        for start in range(0, flat_u.shape[0], batch_size):
+            u = torch.from_numpy(flat_u[start:start + batch_size]).to(device)
+            s = torch.from_numpy(flat_s[start:start + batch_size]).to(device)
+            for h, (fu, fs) in aggregated_rollout(steps, u, s, leads):
+                out_u[start:start + len(u), position[h]] = fu.float().cpu().numpy()
+                out_s[start:start + len(u), position[h]] = fs.float().cpu().numpy()
+    out_u = out_u.reshape(*lead_shape, *out_u.shape[1:])
+    out_s = out_s.reshape(*lead_shape, *out_s.shape[1:])
+    return _to_dataset(ds, reference, models, out_u, out_s, leads, notes)
+
+
+def _to_dataset(ds: xr.Dataset, module: GeoFormerModule, models: Mapping[int, GeoFormerModule],
+                upper: np.ndarray, surface: np.ndarray, leads: list[int],
+                notes: list[str]) -> xr.Dataset:
+    c = module.config
+    lead_dims = [d for d in ("time", "number") if d in ds.dims]
+    deltas = pd.to_timedelta(leads, unit="h")
+    data = {}
+    for v, name in enumerate(c.upper_vars):
+        data[name] = ((*lead_dims, "prediction_timedelta", "level", "latitude", "longitude"),
+                      upper[..., v, :, :, :])
+    for s, name in enumerate(c.surface_vars):
+        data[name] = ((*lead_dims, "prediction_timedelta", "latitude", "longitude"),
+                      surface[..., s, :, :])
+    coords = {d: ds[d] for d in lead_dims}
+    coords.update(prediction_timedelta=deltas, level=ds["level"], latitude=ds["latitude"],
+                  longitude=ds["longitude"])
+    out = xr.Dataset(data, coords=coords)
+    out["valid_time"] = out["time"] + out["prediction_timedelta"]
+    out = out.set_coords("valid_time")
+    for name in out.data_vars:
+        info = VARIABLES.get(str(name))
+        if info is not None:
+            out[name].attrs = {"units": info.units, "standard_name": info.standard_name,
+                               "long_name": info.long_name}
+    out["time"].attrs = {"standard_name": "forecast_reference_time",
+                         "long_name": "initialisation time"}
+    out["prediction_timedelta"].attrs = {"standard_name": "forecast_period",
+                                         "long_name": "lead time"}
+    out["valid_time"].attrs = {"standard_name": "time", "long_name": "valid time"}
+    for name in ("level", "latitude", "longitude"):
+        out[name].attrs = dict(ds[name].attrs)
+    out.attrs = {
+        "Conventions": "CF-1.8",
+        "title": "geoformer forecast",
+        "source": f"geoformer {__version__} (Pangu-Weather 3D Earth-specific transformer)",
+        "lead_time_models_hours": [int(h) for h in sorted(models)],
+        "checkpoints": [_describe(m) for _, m in sorted(models.items())],
+        "history": "\n".join([f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} "
+                              f"created by geoformer {__version__}", *notes]),
+    }
+    return out
+
+
+def _describe(module: GeoFormerModule) -> str:
+    path = getattr(module, "checkpoint_path", None)
+    lead = int(module.hparams.lead_hours)
+    if path is None:
+        return f"{lead} h: in-memory model"
+    return f"{lead} h: {path} (sha256 {_sha256(Path(path))[:16]})"
+
+
+def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a forecast to .zarr or .nc atomically (temporary sibling, then rename)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        encoding = {v: {"dtype": "float32"} for v in ds.data_vars}
+        chunks = {d: (1 if d in ("time", "number", "prediction_timedelta") else -1)
+                  for d in ds.dims}
+        return atomic_write_zarr(ds.chunk(chunks), path, overwrite=overwrite, encoding=encoding)
+    if suffix in (".nc", ".nc4"):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            ds.to_netcdf(tmp, engine="netcdf4")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+    raise ValueError(f"forecast output must end in .zarr or .nc, found {path.name!r}")

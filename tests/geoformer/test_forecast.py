@@ -1,0 +1,148 @@
+"""Forecasts: layout, attributes, chaining of lead-time models, atomic writes, bad inputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+from geoformer.aggregation import UnreachableLeadTime
+from geoformer.forecast import forecast, load_models, parse_hours, write_forecast
+from geoformer.schema import SchemaError
+from tests.conftest import mock_era5, tiny_module
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ds = mock_era5(n_time=12)
+    models = {24: tiny_module(ds, 24, seed=1).eval(), 6: tiny_module(ds, 6, seed=2).eval()}
+    return ds, models
+
+
+def test_parse_hours():
+    assert parse_hours("10d") == 240 and parse_hours("6h") == 6 and parse_hours(36) == 36
+    assert parse_hours("36") == 36
+    with pytest.raises(ValueError, match="whole number of hours"):
+        parse_hours("90min")
+
+
+def test_forecast_layout_and_attributes(setup):
+    ds, models = setup
+    inits = ds.time.values[:2]
+    fc = forecast(models, ds, inits, lead_time="2d", every="6h")
+    assert dict(fc.sizes) == {"time": 2, "prediction_timedelta": 8, "level": 3, "latitude": 8,
+                              "longitude": 16}
+    assert fc["geopotential"].dims == ("time", "prediction_timedelta", "level", "latitude",
+                                       "longitude")
+    assert fc["2m_temperature"].dims == ("time", "prediction_timedelta", "latitude",
+                                         "longitude")
+    assert fc["geopotential"].attrs["units"] == "m2 s-2"
+    assert fc["time"].attrs["standard_name"] == "forecast_reference_time"
+    assert fc["prediction_timedelta"].values[0] == np.timedelta64(6, "h")
+    assert (fc["valid_time"].values[1, 3] == inits[1] + np.timedelta64(24, "h"))
+    assert "geoformer" in fc.attrs["source"] and fc.attrs["lead_time_models_hours"] == [6, 24]
+    assert np.isfinite(fc["temperature"]).all()
+
+
+def test_forecast_chains_models_as_the_plan_says(setup):
+    ds, models = setup
+    fc = forecast(models, ds, ds.time.values[:1], lead_time="30h", every="30h")
+    state = [torch.from_numpy(np.stack([ds[v].values[:1] for v in models[24].config.upper_vars],
+                                       axis=1)),
+             torch.from_numpy(np.stack([ds[v].values[:1]
+                                        for v in models[24].config.surface_vars], axis=1))]
+    with torch.no_grad():
+        state = models[24].forecast_step(*state)
+        state = models[6].forecast_step(*state)
+    np.testing.assert_allclose(fc["geopotential"].values[0, 0], state[0][0, 0].numpy(),
+                               rtol=1e-5)
+
+
+def test_unreachable_lead_time_fails_before_any_work(setup):
+    ds, models = setup
+    with pytest.raises(UnreachableLeadTime, match="5 h cannot be reached"):
+        forecast(models, ds, ds.time.values[:1], lead_time="5h")
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda d: d.drop_vars("temperature"), r"lacks variable\(s\) \['temperature'\]"),
+    (lambda d: d.sel(level=[1000, 850]), r"lacks pressure level\(s\) \[500\]"),
+    (lambda d: d.rename(latitude="y"), r"no 'latitude' dimension"),
+])
+def test_bad_inputs_end_with_one_clear_message(setup, breakage, message):
+    ds, models = setup
+    with pytest.raises(SchemaError, match=message):
+        forecast(models, breakage(ds), ds.time.values[:1], lead_time="6h")
+
+
+def test_nan_in_the_initial_state_and_missing_init_times(setup):
+    ds, models = setup
+    bad = ds.copy(deep=True)
+    bad["2m_temperature"][0, 0, 0] = np.nan
+    with pytest.raises(SchemaError, match="'2m_temperature' has 1 NaN"):
+        forecast(models, bad, ds.time.values[:1], lead_time="6h")
+    with pytest.raises(SchemaError, match=r"initial time\(s\) \['2010-01-01 00:00:00'\]"):
+        forecast(models, ds, ["2010-01-01"], lead_time="6h")
+
+
+def test_another_grid_is_regridded_with_a_note(setup):
+    ds, models = setup
+    fine = mock_era5(n_time=12, grid=(16, 32))
+    notes = []
+    fc = forecast(models, fine, fine.time.values[:1], lead_time="6h", notes=notes)
+    assert fc.sizes["latitude"] == 8 and any("regridded conservatively" in n for n in notes)
+    assert "regridded conservatively" in fc.attrs["history"]
+
+
+def test_ensemble_members_are_separate_initial_states(setup):
+    ds, models = setup
+    members = xr.concat([ds, ds + 1.0], dim=pd.Index([0, 1], name="number"))
+    fc = forecast(models, members, ds.time.values[:1], lead_time="6h")
+    assert fc["temperature"].dims[:3] == ("time", "number", "prediction_timedelta")
+    single = forecast(models, ds + 1.0, ds.time.values[:1], lead_time="6h")
+    np.testing.assert_allclose(fc["temperature"].sel(number=1).values,
+                               single["temperature"].values, rtol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".nc"])
+def test_written_forecast_reads_back_and_never_half_exists(setup, tmp_path, suffix,
+                                                           monkeypatch):
+    ds, models = setup
+    fc = forecast(models, ds, ds.time.values[:2], lead_time="12h", every="6h")
+    path = write_forecast(fc, tmp_path / f"fc{suffix}")
+    back = xr.open_dataset(path, engine="zarr" if suffix == ".zarr" else "netcdf4")
+    xr.testing.assert_allclose(back.load().drop_attrs(), fc.drop_attrs())
+    with pytest.raises(FileExistsError):
+        write_forecast(fc, path)
+    # An interruption after the data went to disk but before the write finished.
+    method = "to_zarr" if suffix == ".zarr" else "to_netcdf"
+    original = getattr(xr.Dataset, method)
+
+    def interrupted(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xr.Dataset, method, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_forecast(fc, tmp_path / f"other{suffix}")
+    with pytest.raises(KeyboardInterrupt):
+        write_forecast(fc, path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fc{suffix}"]
+    xr.testing.assert_allclose(xr.open_dataset(path, engine="zarr" if suffix == ".zarr" else
+                                               "netcdf4").load().drop_attrs(), fc.drop_attrs())
+
+
+def test_checkpoints_that_disagree_are_refused(tmp_path):
+    import lightning as L
+
+    ds = mock_era5(n_time=4)
+    paths = []
+    for lead, levels in ((24, [1000, 850, 500]), (6, [1000, 850])):
+        module = tiny_module(ds.sel(level=levels), lead)
+        trainer = L.Trainer(logger=False, enable_progress_bar=False, max_epochs=0)
+        trainer.strategy.connect(module)
+        path = tmp_path / f"m{lead}.ckpt"
+        trainer.save_checkpoint(path)
+        paths.append(path)
+    with pytest.raises(ValueError, match="differ in their levels"):
+        load_models(paths)
