@@ -42,7 +42,7 @@ def test_plan_beats_greedy_where_greedy_fails():
 
 
 def test_unreachable_lead_times_are_clear_errors():
-    with pytest.raises(UnreachableLeadTime, match=r"5 h cannot be reached with models of \[6, 24\]"):
+    with pytest.raises(UnreachableLeadTime, match=r"5 h cannot be reached with models of \[6"):
         plan(5, (6, 24))
     with pytest.raises(ValueError, match="positive"):
         plan(0, PANGU)
