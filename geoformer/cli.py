@@ -7,12 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from . import __version__
+from .aggregation import UnreachableLeadTime
 from .config import PRESETS, ConfigError, GeoFormerConfig
+from .schema import SchemaError
 
 __all__ = ["main", "parse_grid", "parse_overrides"]
 
@@ -73,6 +76,25 @@ def _time_step(config: GeoFormerConfig, repeats: int = 2) -> dict[str, float]:
     return {"device": device, "forward_s": timed(forward), "train_step_s": timed(step)}
 
 
+def _dotted(extra: Sequence[str]) -> list[str]:
+    """LightningCLI-style ['--data.lead_hours=6', '--trainer.max_epochs', '2'] -> KEY=VALUE."""
+    out, items = [], list(extra)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--"):
+            if "=" not in item:
+                raise ConfigError(f"unexpected argument {item!r}; overrides look like "
+                                  "section.key=value")
+            out.append(item)
+        elif "=" in item:
+            out.append(item[2:])
+        elif items and not items[0].startswith("--"):
+            out.append(f"{item[2:]}={items.pop(0)}")
+        else:
+            raise ConfigError(f"override {item!r} has no value")
+    return out
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .summary import format_summary, summarize
 
@@ -91,6 +113,120 @@ def cmd_info(args: argparse.Namespace) -> int:
             t = summary["timing_batch1"]
             print(f"timing on {t['device']} (batch 1): forward {t['forward_s']:.3f} s, "
                   f"training step {t['train_step_s']:.3f} s")
+    return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    if args.which == "held-suarez":
+        from .sources.held_suarez import build_held_suarez, load_or_build_held_suarez
+
+        recipe = yaml.safe_load(Path(args.recipe).read_text()) if args.recipe else None
+        if args.output:
+            path = build_held_suarez(args.output, recipe=recipe, overwrite=args.overwrite)
+        else:
+            path = load_or_build_held_suarez(recipe=recipe)
+        print(f"Held-Suarez dataset: {path}")
+        return 0
+    from .data import write_training_store
+    from .schema import open_dataset
+
+    notes: list[str] = []
+    ds = open_dataset(args.input, notes)
+    path = write_training_store(ds, args.output, overwrite=args.overwrite)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"training store: {path}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .train import fit, load_experiment
+
+    experiment = load_experiment(args.config, args.overrides)
+    path = fit(experiment)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from .forecast import forecast, write_forecast
+
+    notes: list[str] = []
+    ds = forecast(args.checkpoint, args.input, args.init, lead_time=args.lead_time,
+                  every=args.every, batch_size=args.batch_size, device=args.device,
+                  notes=notes)
+    for note in notes:
+        print(f"note: {note}")
+    path = write_forecast(ds, args.output, overwrite=args.overwrite)
+    print(f"forecast: {path} ({ds.sizes['time']} initial time(s), "
+          f"{ds.sizes['prediction_timedelta']} lead time(s))")
+    return 0
+
+
+def cmd_climatology(args: argparse.Namespace) -> int:
+    from .data import atomic_write_zarr
+    from .metrics import compute_climatology
+    from .schema import open_dataset
+
+    ds = open_dataset(args.input)
+    if args.period:
+        ds = ds.sel(time=slice(*args.period))
+    keep = [v for v in ds.data_vars if "time" in ds[v].dims]
+    clim = compute_climatology(ds[keep].load(), kind=args.kind, window_days=args.window_days)
+    atomic_write_zarr(clim, args.output, overwrite=args.overwrite)
+    print(f"climatology ({args.kind}): {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    refs = [r for r in args.references.split(",") if r] if args.references else []
+    scores = evaluate(args.forecast, args.truth, args.climatology, refs, args.train_period,
+                      args.climatology_kind, args.regions)
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp")
+    scores.to_csv(tmp, index=False)
+    tmp.replace(out)
+    print(f"scores: {out} ({len(scores)} rows)")
+    if args.plot:
+        from .plots import plot_scores
+
+        print(f"score plot: {plot_scores(scores, args.plot)}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import xarray as xr
+
+    from .forecast import parse_hours
+    from .plots import plot_maps
+    from .schema import open_dataset
+
+    fc = xr.open_zarr(args.forecast) if args.forecast.endswith(".zarr") else xr.open_dataset(
+        args.forecast)
+    truth = open_dataset(args.truth)
+    if args.variable not in fc:
+        raise ConfigError(f"variable {args.variable!r} is not in the forecast; it has "
+                          f"{sorted(map(str, fc.data_vars))}")
+    init = pd.Timestamp(args.init) if args.init else pd.Timestamp(fc.time.values[0])
+    lead = pd.Timedelta(hours=parse_hours(args.lead_time))
+    f = fc[args.variable].sel(time=init, prediction_timedelta=lead)
+    t = truth[args.variable].sel(time=init + lead)
+    if "number" in f.dims:
+        f = f.mean("number")
+    if "level" in f.dims:
+        if args.level is None:
+            raise ConfigError(f"{args.variable} is an upper-air variable: give --level")
+        f, t = f.sel(level=args.level), t.sel(level=args.level)
+    t = t.sel(latitude=f.latitude, longitude=f.longitude)
+    where = f" {args.level} hPa" if args.level is not None else ""
+    title = (f"{args.variable}{where}, initialised {init:%Y-%m-%d %HZ}, "
+             f"+{int(lead / pd.Timedelta(hours=1))} h")
+    path = plot_maps(f.load(), t.load(), args.output, title=title,
+                     units=fc[args.variable].attrs.get("units", ""))
+    print(f"map: {path}")
     return 0
 
 
@@ -116,15 +252,93 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also time a forward pass and a training step at batch 1 "
                            "(allocates real memory: use small grids on a CPU)")
     info.set_defaults(func=cmd_info)
+
+    ds = sub.add_parser("dataset", help="build the Held-Suarez dataset or convert data to a "
+                                        "training store")
+    ds_sub = ds.add_subparsers(dest="which", required=True)
+    hs = ds_sub.add_parser("held-suarez", help="simulate the built-in Held-Suarez dataset "
+                                               "(dinosaur; cached)")
+    hs.add_argument("--output", help="write here instead of the cache")
+    hs.add_argument("--recipe", help="a recipe YAML (default: datasets/held_suarez)")
+    hs.add_argument("--overwrite", action="store_true")
+    conv = ds_sub.add_parser("convert", help="ERA5-like zarr/netCDF/GRIB -> training store "
+                                             "(one time step per chunk)")
+    conv.add_argument("--input", required=True)
+    conv.add_argument("--output", required=True)
+    conv.add_argument("--overwrite", action="store_true")
+    ds.set_defaults(func=cmd_dataset)
+
+    fit = sub.add_parser("fit", help="train one lead-time model from an experiment YAML")
+    fit.add_argument("--config", help="experiment YAML (experiments/geoformer/*.yaml)")
+    fit.set_defaults(func=cmd_fit, overrides=[])
+    fit.epilog = ("Any experiment key can be overridden after the options, LightningCLI-style: "
+                  "--data.lead_hours=6 --trainer.max_epochs 2 (or data.lead_hours=6).")
+
+    fc = sub.add_parser("forecast", help="forecast with one or more lead-time checkpoints")
+    fc.add_argument("--checkpoint", action="append", required=True,
+                    help="a lead-time model checkpoint (repeat for 1/3/6/24 h models)")
+    fc.add_argument("--input", required=True, help="initial states (zarr, netCDF or GRIB)")
+    fc.add_argument("--init", action="append", required=True,
+                    help="initialisation time, e.g. 2000-07-01T00 (repeatable)")
+    fc.add_argument("--lead-time", default="10d", help="furthest lead time (e.g. 10d, 72h)")
+    fc.add_argument("--every", help="output interval (default: the lead time only)")
+    fc.add_argument("--output", required=True, help="forecast store (.zarr or .nc)")
+    fc.add_argument("--batch-size", type=int, default=1)
+    fc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    fc.add_argument("--overwrite", action="store_true")
+    fc.set_defaults(func=cmd_forecast)
+
+    cl = sub.add_parser("climatology", help="a climatology for ACC and reference forecasts")
+    cl.add_argument("--input", required=True)
+    cl.add_argument("--output", required=True, help="climatology store (.zarr)")
+    cl.add_argument("--kind", default="dayofyear_hour", choices=["dayofyear_hour", "time_mean"],
+                    help="time_mean for data without seasons (Held-Suarez)")
+    cl.add_argument("--period", nargs=2, metavar=("START", "STOP"),
+                    help="time range to average (use the training period)")
+    cl.add_argument("--window-days", type=int, default=61)
+    cl.add_argument("--overwrite", action="store_true")
+    cl.set_defaults(func=cmd_climatology)
+
+    ev = sub.add_parser("evaluate", help="score a forecast and reference forecasts")
+    ev.add_argument("--forecast", required=True)
+    ev.add_argument("--truth", required=True)
+    ev.add_argument("--climatology", help="climatology store (default: computed from the "
+                                          "truth over --train-period)")
+    ev.add_argument("--train-period", nargs=2, metavar=("START", "STOP"),
+                    help="training period: climatology and damped-persistence fit")
+    ev.add_argument("--climatology-kind", default="dayofyear_hour",
+                    choices=["dayofyear_hour", "time_mean"])
+    ev.add_argument("--references", default="persistence,climatology,damped_persistence",
+                    help="comma-separated reference forecasts ('' for none)")
+    ev.add_argument("--regions", nargs="+", default=["global"],
+                    help="global tropics extratropics_north extratropics_south")
+    ev.add_argument("--output", required=True, help="scores CSV")
+    ev.add_argument("--plot", help="also draw RMSE/ACC against lead time to this PNG")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="forecast, truth and error maps (PNG)")
+    pl.add_argument("--forecast", required=True)
+    pl.add_argument("--truth", required=True)
+    pl.add_argument("--variable", default="geopotential")
+    pl.add_argument("--level", type=int, help="pressure level (hPa) for upper-air variables")
+    pl.add_argument("--init", help="initialisation time (default: the first)")
+    pl.add_argument("--lead-time", default="24h")
+    pl.add_argument("--output", required=True, help="PNG path")
+    pl.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "fit":
+            parser.error(f"unrecognised arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + _dotted(extra)
     try:
         return args.func(args)
-    except ConfigError as err:
+    except (ConfigError, SchemaError, UnreachableLeadTime, FileNotFoundError,
+            FileExistsError) as err:
         print(f"geoformer {args.command}: {err}", file=sys.stderr)
         return 2
 

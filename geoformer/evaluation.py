@@ -1,0 +1,90 @@
+"""`geoformer evaluate`: a forecast store and the truth -> a tidy score table.
+
+The model's forecast is scored next to the reference forecasts (persistence, climatology,
+damped persistence fitted on a training period) by the same metric code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from .metrics import compute_climatology, score_table
+from .references import (
+    climatology_forecast,
+    damped_persistence,
+    fit_damped_persistence,
+    persistence,
+)
+from .schema import SchemaError, open_dataset, standardize
+
+__all__ = ["REFERENCES", "evaluate"]
+
+REFERENCES = ("persistence", "climatology", "damped_persistence")
+
+
+def _open(data: xr.Dataset | str | Path) -> xr.Dataset:
+    return open_dataset(data) if isinstance(data, (str, Path)) else standardize(data)
+
+
+def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
+             climatology: xr.Dataset | str | Path | None = None,
+             references: Sequence[str] = REFERENCES,
+             train_period: Sequence[str] | None = None, climatology_kind: str = "dayofyear_hour",
+             regions: Sequence[str] = ("global",)) -> pd.DataFrame:
+    """Score the forecast and the reference forecasts against the truth.
+
+    The climatology (for ACC and the climatology / damped persistence references) is read
+    from ``climatology`` or computed from the truth over ``train_period``. Damped
+    persistence is fitted on ``train_period`` only. An ensemble forecast (dim ``number``) is
+    scored through its ensemble mean. Columns: forecast, variable, level, lead_time_hours,
+    metric, value, region.
+    """
+    unknown = sorted(set(references) - set(REFERENCES))
+    if unknown:
+        raise ValueError(f"unknown reference forecast(s) {unknown}; choose from {REFERENCES}")
+    fc = xr.open_zarr(forecast) if isinstance(forecast, (str, Path)) and str(
+        forecast).endswith(".zarr") else (xr.open_dataset(forecast) if isinstance(
+            forecast, (str, Path)) else forecast)
+    for dim in ("time", "prediction_timedelta"):
+        if dim not in fc.dims:
+            raise SchemaError(f"the forecast has no {dim!r} dim (dims {list(fc.dims)}); "
+                              "expected a forecast store (time, prediction_timedelta, ...)")
+    if "number" in fc.dims:
+        fc = fc.mean("number", keep_attrs=True)
+    fc = fc.drop_vars([c for c in ("valid_time",) if c in fc.coords])
+    truth = _open(truth)
+    variables = [v for v in fc.data_vars]
+    missing = [v for v in variables if v not in truth.data_vars]
+    if missing:
+        raise SchemaError(f"the truth lacks the forecast variable(s) {missing}")
+    truth = truth[variables]
+    if "level" in fc.dims:
+        truth = truth.sel(level=fc["level"].values)
+    needs_clim = bool({"climatology", "damped_persistence"} & set(references))
+    train = slice(*train_period) if train_period else None
+    if climatology is not None:
+        clim = _open(climatology) if isinstance(climatology, (str, Path)) else climatology
+    elif needs_clim or train is not None:
+        if train is None:
+            raise ValueError("a train_period (or a climatology) is needed for the climatology "
+                             "and damped persistence references and for ACC")
+        clim = compute_climatology(truth.sel(time=train).load(), kind=climatology_kind)
+    else:
+        clim = None
+    inits, leads = fc["time"].values, pd.to_timedelta(fc["prediction_timedelta"].values)
+    forecasts = {"model": fc}
+    if "persistence" in references:
+        forecasts["persistence"] = persistence(truth, inits, leads)
+    if "climatology" in references:
+        forecasts["climatology"] = climatology_forecast(clim, inits, leads, like=truth)
+    if "damped_persistence" in references:
+        if train is None:
+            raise ValueError("damped persistence is fitted on a training period: give one")
+        coefficients = fit_damped_persistence(truth.sel(time=train).load(), clim, leads)
+        forecasts["damped_persistence"] = damped_persistence(truth, clim, coefficients, inits,
+                                                             leads)
+    return score_table(forecasts, truth, clim, regions=regions)
