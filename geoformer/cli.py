@@ -230,6 +230,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.config, args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geoformer",
@@ -325,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--lead-time", default="24h")
     pl.add_argument("--output", required=True, help="PNG path")
     pl.set_defaults(func=cmd_plot)
+
+    dm = sub.add_parser("demo", help="dataset, training, forecasts, scores and maps on the "
+                                     "built-in Held-Suarez data (CPU, minutes)")
+    dm.add_argument("--config", default="experiments/geoformer/demo.yaml")
+    dm.add_argument("--output", help="output folder (default: the config's)")
+    dm.set_defaults(func=cmd_demo)
     return parser
 
 
