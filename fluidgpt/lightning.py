@@ -1,0 +1,423 @@
+"""Lightning modules around the pure networks: losses, metrics, optimisation, checkpoints.
+
+One module per network: :class:`GPTModule`, :class:`SequenceModule` (LSTM / BiLSTM) and
+:class:`ErosionModule`. Hyperparameters are saved as plain dicts (``config.to_dict()``), so
+a checkpoint loads with ``torch.load(path, weights_only=True)`` and rebuilds with
+``Module(**ckpt["hyper_parameters"])`` or ``Module.load_from_checkpoint(path)``.
+
+A batch is a mapping (or an object with these attributes) of tensors already scaled by the
+data pipeline:
+
+* ``positions`` (B, T, P, 3), optional ``velocity`` (B, T, P, 3) (used when the network has
+  F = 6 state features), ``conditions`` (B, K), optional ``valid`` (B, T, P) bool (False
+  where a particle has left the domain: those entries are left out of every loss/metric and
+  must only be finite in the inputs);
+* for the erosion module, ``erosion`` (B, faces) in physical units (kg m^-2 s^-1): it is
+  split here into pattern = map / max (unscaled) and ln max (scaled by ``scalers["log_peak"]``,
+  which the caller fits on the training split, e.g. with :meth:`ErosionModule.fit_log_peak`).
+
+``scalers`` maps a name to a feature count (e.g. ``{"positions": 3, "conditions": 5}``): each
+becomes a :class:`~fluidgpt.scalers.Scaler` inside the module, so its statistics are stored
+in the checkpoint; the caller fits and applies them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor, nn
+
+from .baselines import SequenceLSTM
+from .cnn import build_erosion_model, join_erosion, split_erosion
+from .config import ErosionConfig, GPTConfig, LSTMConfig, TrainConfig
+from .gpt import FluidGPT
+from .rollout import rollout
+from .scalers import Scaler
+
+__all__ = [
+    "GPTModule",
+    "SequenceModule",
+    "ErosionModule",
+    "StopAtThreshold",
+    "MODULES",
+    "load_module",
+    "masked_mse",
+    "masked_r2",
+    "sliding_windows",
+    "warmup_cosine",
+]
+
+
+# -------------------------------------------------------------------------- pure functions
+def masked_mse(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean squared error over every feature of the valid entries.
+
+    pred, target (..., F); valid (...) bool or None (all valid). Invalid entries may hold
+    anything, NaN included.
+    """
+    diff = pred - target
+    if valid is None:
+        return diff.square().mean()
+    mask = valid[..., None].expand_as(diff)
+    # Mask the difference, not its square: the gradient of a NaN entry is then 0, not NaN.
+    return torch.where(mask, diff, 0.0).square().sum() / mask.sum().clamp_min(1)
+
+
+def masked_r2(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Coefficient of determination of each feature over the valid entries, then averaged
+    over features: mean_f [1 - sum (pred - target)^2 / sum (target - mean target)^2].
+
+    pred, target (..., F); valid (...) bool or None.
+    """
+    if valid is None:
+        valid = torch.ones(target.shape[:-1], dtype=torch.bool, device=target.device)
+    mask = valid[..., None].expand_as(target)
+    dims = tuple(range(target.ndim - 1))
+    n = mask.sum(dims).clamp_min(1)  # (F,)
+    mean = torch.where(mask, target, 0.0).sum(dims) / n  # (F,)
+    ss_res = torch.where(mask, pred - target, 0.0).square().sum(dims)
+    ss_tot = torch.where(mask, target - mean, 0.0).square().sum(dims)
+    return (1.0 - ss_res / ss_tot).mean()
+
+
+def sliding_windows(x: Tensor, size: int, stride: int) -> Tensor:
+    """Windows along dim 1: x (B, T, ...) -> (B nW, size, ...), nW = (T - size) // stride + 1,
+    case-major (the windows of case 0 first)."""
+    if x.shape[1] < size:
+        raise ValueError(f"trajectories of {x.shape[1]} steps are shorter than the training "
+                         f"window of {size} steps")
+    w = x.unfold(1, size, stride)  # (B, nW, ..., size)
+    return w.movedim(-1, 2).flatten(0, 1)  # (B*nW, size, ...)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float,
+                  floor: float) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up over warmup_fraction of the steps, then cosine
+    from 1 down to ``floor`` at the last step."""
+    warm = int(round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _field(batch: Any, name: str, required: bool = True) -> Tensor | None:
+    value = batch.get(name) if isinstance(batch, Mapping) else getattr(batch, name, None)
+    if value is None and required:
+        have = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+        raise KeyError(f"the batch has no {name!r} (found {have})")
+    return value
+
+
+def _states(batch: Any, n_features: int) -> Tensor:
+    """The network's per-particle state (B, T, P, F): positions, or positions + velocity."""
+    positions = _field(batch, "positions")
+    if n_features == 3:
+        return positions
+    if n_features == 6:
+        return torch.cat([positions, _field(batch, "velocity")], dim=-1)  # (B, T, P, 6)
+    raise ValueError(f"a network with {n_features} state features cannot be fed from "
+                     "positions (3) or positions + velocity (6)")
+
+
+def _with_conditions(states: Tensor, conditions: Tensor, out_features: int) -> Tensor:
+    """Whole-token targets: states (B, T, P, F) + conditions broadcast when F_out = F + K."""
+    if out_features == states.shape[-1]:
+        return states
+    B, T, P, _ = states.shape
+    cond = conditions[:, None, None, :].expand(B, T, P, conditions.shape[-1])  # (B, T, P, K)
+    return torch.cat([states, cond], dim=-1)  # (B, T, P, F+K)
+
+
+def _as_config(cls: type, value: Any) -> Any:
+    return value if isinstance(value, cls) else cls.from_dict(dict(value))
+
+
+# ----------------------------------------------------------------------------------- base
+class _FluidModule(L.LightningModule):
+    """Hyperparameters, scalers, optimisers and gradient clipping shared by all modules."""
+
+    kind: ClassVar[str] = ""
+    config_class: ClassVar[type] = GPTConfig
+    model: nn.Module
+
+    def __init__(self, model: Any, train: Any, scalers: Mapping[str, int] | None) -> None:
+        super().__init__()
+        self.config = _as_config(self.config_class, model)
+        self.train_config = _as_config(TrainConfig, train if train is not None else {})
+        scalers = {str(k): int(v) for k, v in (scalers or {}).items()}
+        self.save_hyperparameters({"model": self.config.to_dict(),
+                                   "train": self.train_config.to_dict(), "scalers": scalers})
+        self.scalers = nn.ModuleDict({k: Scaler(v) for k, v in scalers.items()})
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fluidgpt_module"] = self.kind
+
+    def _log_all(self, stage: str, values: Mapping[str, Tensor], batch_size: int) -> None:
+        self.log_dict({f"{stage}/{k}": v.detach() for k, v in values.items()},
+                      batch_size=batch_size, prog_bar=stage == "val",
+                      on_step=stage == "train", on_epoch=True)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        out = self.losses(batch)
+        self._log_all("train", out, _field(batch, "conditions").shape[0])
+        return out["loss"]
+
+    def losses(self, batch: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------- optimisation
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Decayed and non-decayed parameters (the model's no_weight_decay, else ndim < 2)."""
+        model = self.model
+        skip = (model.no_weight_decay() if hasattr(model, "no_weight_decay")
+                else {n for n, p in model.named_parameters() if p.ndim < 2})
+        decay = [p for n, p in model.named_parameters() if p.requires_grad and n not in skip]
+        keep = [p for n, p in model.named_parameters() if p.requires_grad and n in skip]
+        groups = [{"params": decay, "weight_decay": self.train_config.weight_decay},
+                  {"params": keep, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
+
+    def configure_optimizers(self) -> Any:
+        t = self.train_config
+        if t.optimizer == "adamw_cosine":
+            opt = torch.optim.AdamW(self.param_groups(), lr=t.lr, betas=t.betas)
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, warmup_cosine(total, t.warmup_fraction, t.min_lr / t.lr))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas,
+                               weight_decay=t.weight_decay)
+        if t.optimizer == "adam":
+            return opt
+        # The paper's cyclic rate, stepped once per epoch: cycle_epochs up, cycle_epochs down,
+        # the amplitude shrinking by gamma every epoch (exp_range).
+        sched = torch.optim.lr_scheduler.CyclicLR(
+            opt, base_lr=t.min_lr, max_lr=t.lr, step_size_up=t.cycle_epochs, mode="exp_range",
+            gamma=t.gamma, cycle_momentum=False)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer,
+                                    gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        clip = self.train_config.grad_clip or gradient_clip_val
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip,
+                                gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+
+
+# ------------------------------------------------------------------------------------ GPT
+class GPTModule(_FluidModule):
+    """Teacher-forced next-step training of :class:`~fluidgpt.gpt.FluidGPT`.
+
+    Training: windows of ``train.window`` steps every ``train.stride`` (whole trajectories
+    when 0), inputs steps 0..W-2, targets 1..W-1, masked MSE over all output features (the
+    paper's whole token includes the repeated conditions); optionally plus a multi-step
+    rollout loss. Validation also rolls out whole trajectories from the true first step:
+    ``val/mse`` and ``val/r2`` on x, y, z over steps 1..T-1; ``val/loss`` is teacher-forced.
+    """
+
+    kind = "gpt"
+    config_class = GPTConfig
+
+    def __init__(self, model: GPTConfig | Mapping[str, Any],
+                 train: TrainConfig | Mapping[str, Any] | None = None,
+                 scalers: Mapping[str, int] | None = None) -> None:
+        super().__init__(model, train, scalers)
+        self.model = FluidGPT(self.config)
+
+    def forward(self, states: Tensor, conditions: Tensor) -> Tensor:
+        """states (B, T, P, F), conditions (B, K) -> next steps (B, T, P, F_out)."""
+        return self.model(states, conditions)
+
+    def forecast(self, first: Tensor, conditions: Tensor, steps: int) -> Tensor:
+        """first (B, P, F), conditions (B, K) -> (B, steps, P, F), step 0 = ``first``."""
+        return rollout(self.model, first[:, None], conditions, steps - 1)
+
+    def losses(self, batch: Any) -> dict[str, Tensor]:
+        cfg, t = self.config, self.train_config
+        states = _states(batch, cfg.n_features)  # (B, T, P, F)
+        cond = _field(batch, "conditions")
+        valid = _field(batch, "valid", required=False)
+        if t.window:
+            n = states.shape[0]
+            states = sliding_windows(states, t.window, t.window_stride)  # (B*nW, W, P, F)
+            cond = cond.repeat_interleave(states.shape[0] // n, dim=0)  # (B*nW, K)
+            if valid is not None:
+                valid = sliding_windows(valid, t.window, t.window_stride)  # (B*nW, W, P)
+        v = valid[:, 1:] if valid is not None else None
+        pred = self.model(states[:, :-1], cond)  # (B, T-1, P, F_out)
+        target = _with_conditions(states[:, 1:], cond, cfg.out_features)
+        out = {"loss": masked_mse(pred, target, v),
+               "mse": masked_mse(pred[..., :3], target[..., :3], v),
+               "r2": masked_r2(pred[..., :3], target[..., :3], v)}
+        if t.rollout_steps and t.rollout_weight:
+            k = min(t.rollout_steps, states.shape[1] - 1)
+            gen = rollout(self.model, states[:, :1], cond, k)  # (B, 1+k, P, F)
+            vk = valid[:, 1:k + 1] if valid is not None else None
+            out["rollout_loss"] = masked_mse(gen[:, 1:], states[:, 1:k + 1], vk)
+            out["loss"] = out["loss"] + t.rollout_weight * out["rollout_loss"]
+        return out
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        out = {"loss": self.losses(batch)["loss"]}
+        states = _states(batch, self.config.n_features)
+        cond, valid = _field(batch, "conditions"), _field(batch, "valid", required=False)
+        gen = self.forecast(states[:, 0], cond, states.shape[1])  # (B, T, P, F)
+        v = valid[:, 1:] if valid is not None else None
+        out["mse"] = masked_mse(gen[:, 1:, ..., :3], states[:, 1:, ..., :3], v)
+        out["r2"] = masked_r2(gen[:, 1:, ..., :3], states[:, 1:, ..., :3], v)
+        self._log_all("val", out, cond.shape[0])
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> Tensor:
+        """(B, T, P, F) rolled out from each case's first step, in scaled units."""
+        states = _states(batch, self.config.n_features)
+        return self.forecast(states[:, 0], _field(batch, "conditions"), states.shape[1])
+
+
+# --------------------------------------------------------------------------- LSTM / BiLSTM
+class SequenceModule(_FluidModule):
+    """The paper's LSTM / BiLSTM: the whole sequence from the first step, MSE over all steps
+    and features (whole tokens); metrics on x, y, z over steps 1..T-1."""
+
+    kind = "lstm"
+    config_class = LSTMConfig
+
+    def __init__(self, model: LSTMConfig | Mapping[str, Any],
+                 train: TrainConfig | Mapping[str, Any] | None = None,
+                 scalers: Mapping[str, int] | None = None) -> None:
+        super().__init__(model, train, scalers)
+        self.model = SequenceLSTM(self.config)
+
+    def forward(self, first: Tensor, conditions: Tensor, steps: int) -> Tensor:
+        return self.model(first, conditions, steps)
+
+    def forecast(self, first: Tensor, conditions: Tensor, steps: int) -> Tensor:
+        """first (B, P, F), conditions (B, K) -> (B, steps, P, F), step 0 = ``first``."""
+        pred = self.model(first, conditions, steps)[:, 1:, ..., :self.config.n_features]
+        return torch.cat([first[:, None], pred], dim=1)
+
+    def losses(self, batch: Any) -> dict[str, Tensor]:
+        cfg = self.config
+        states = _states(batch, cfg.n_features)  # (B, T, P, F)
+        cond, valid = _field(batch, "conditions"), _field(batch, "valid", required=False)
+        pred = self.model(states[:, 0], cond, states.shape[1])  # (B, T, P, F_out)
+        target = _with_conditions(states, cond, cfg.out_features)
+        v = valid[:, 1:] if valid is not None else None
+        return {"loss": masked_mse(pred, target, valid),
+                "mse": masked_mse(pred[:, 1:, ..., :3], states[:, 1:, ..., :3], v),
+                "r2": masked_r2(pred[:, 1:, ..., :3], states[:, 1:, ..., :3], v)}
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._log_all("val", self.losses(batch), _field(batch, "conditions").shape[0])
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> Tensor:
+        states = _states(batch, self.config.n_features)
+        return self.forecast(states[:, 0], _field(batch, "conditions"), states.shape[1])
+
+
+# -------------------------------------------------------------------------------- erosion
+class ErosionModule(_FluidModule):
+    """Erosion from trajectories: MSE on the normalised pattern (map / its max) plus
+    ``train.magnitude_weight`` x MSE on the scaled ln(max) when the network has a magnitude
+    head. Metrics: pattern mse and r2 (over all faces), log-peak mse (scaled units)."""
+
+    kind = "erosion"
+    config_class = ErosionConfig
+
+    def __init__(self, model: ErosionConfig | Mapping[str, Any],
+                 train: TrainConfig | Mapping[str, Any] | None = None,
+                 scalers: Mapping[str, int] | None = None) -> None:
+        config = _as_config(ErosionConfig, model)
+        scalers = dict(scalers or {})
+        if config.magnitude_head:
+            scalers.setdefault("log_peak", 1)
+        super().__init__(config, train, scalers)
+        self.model = build_erosion_model(self.config)
+
+    def forward(self, trajectories: Tensor, conditions: Tensor,
+                valid: Tensor | None = None) -> Any:
+        return self.model(trajectories, conditions, valid)
+
+    def fit_log_peak(self, rates: Tensor) -> Scaler:
+        """Fit ``scalers["log_peak"]`` on training-split erosion maps (N, faces), physical."""
+        return self.scalers["log_peak"].fit(split_erosion(rates)[1][:, None])
+
+    def losses(self, batch: Any) -> dict[str, Tensor]:
+        traj = _states(batch, self.config.n_features)
+        cond, valid = _field(batch, "conditions"), _field(batch, "valid", required=False)
+        pattern, log_peak = split_erosion(_field(batch, "erosion"))
+        pred = self.model(traj, cond, valid)
+        out = {"pattern_mse": masked_mse(pred.pattern[..., None], pattern[..., None]),
+               "pattern_r2": masked_r2(pred.pattern[..., None], pattern[..., None])}
+        out["loss"] = out["pattern_mse"]
+        if pred.log_peak is not None:
+            target = self.scalers["log_peak"](log_peak[:, None])[:, 0]
+            out["log_peak_mse"] = masked_mse(pred.log_peak[:, None], target[:, None])
+            out["loss"] = out["loss"] + self.train_config.magnitude_weight * out["log_peak_mse"]
+        return out
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._log_all("val", self.losses(batch), _field(batch, "conditions").shape[0])
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> dict[str, Tensor]:
+        """{"pattern": (B, faces)} and, with a magnitude head, "log_peak" (B,) = ln(max rate)
+        and "rate" (B, faces) in the physical units of the training maps."""
+        traj = _states(batch, self.config.n_features)
+        pred = self.model(traj, _field(batch, "conditions"),
+                          _field(batch, "valid", required=False))
+        out = {"pattern": pred.pattern}
+        if pred.log_peak is not None:
+            log_peak = self.scalers["log_peak"].inverse(pred.log_peak[:, None])[:, 0]
+            out["log_peak"] = log_peak
+            out["rate"] = join_erosion(pred.pattern, log_peak)
+        return out
+
+
+# ------------------------------------------------------------------------------- helpers
+class StopAtThreshold(L.Callback):
+    """Stop once ``monitor`` <= ``threshold`` for ``patience`` validation epochs in a row
+    (the paper: validation MSE <= 0.0065 for 3 epochs)."""
+
+    def __init__(self, monitor: str = "val/loss", threshold: float = 0.0065,
+                 patience: int = 3) -> None:
+        self.monitor, self.threshold, self.patience = monitor, threshold, patience
+        self.count = 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        self.count = self.count + 1 if value is not None and value <= self.threshold else 0
+        if self.count >= self.patience:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.count = int(state_dict["count"])
+
+
+MODULES: dict[str, type[_FluidModule]] = {
+    "gpt": GPTModule, "lstm": SequenceModule, "erosion": ErosionModule}
+
+
+def load_module(path: str, map_location: str | torch.device = "cpu") -> _FluidModule:
+    """Rebuild the module saved in a Lightning checkpoint, loading with weights_only=True."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    kind = ckpt.get("fluidgpt_module")
+    if kind not in MODULES:
+        raise ValueError(f"{path} is not a fluidgpt checkpoint (module kind {kind!r}; expected "
+                         f"one of {sorted(MODULES)})")
+    module = MODULES[kind](**ckpt["hyper_parameters"])
+    module.load_state_dict(ckpt["state_dict"])
+    return module
