@@ -13,9 +13,7 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .aggregation import UnreachableLeadTime
 from .config import PRESETS, ConfigError, GeoFormerConfig
-from .schema import SchemaError
 
 __all__ = ["main", "parse_grid", "parse_overrides"]
 
@@ -151,6 +149,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import forecast, write_forecast
 
+    if Path(args.output).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     notes: list[str] = []
     ds = forecast(args.checkpoint, args.input, args.init, lead_time=args.lead_time,
                   every=args.every, batch_size=args.batch_size, device=args.device,
@@ -350,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = list(args.overrides) + _dotted(extra)
     try:
         return args.func(args)
-    except (ConfigError, SchemaError, UnreachableLeadTime, FileNotFoundError,
-            FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        # ConfigError, SchemaError and UnreachableLeadTime are ValueErrors: one line each.
         print(f"geoformer {args.command}: {err}", file=sys.stderr)
         return 2
 

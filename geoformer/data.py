@@ -52,7 +52,11 @@ def atomic_write_zarr(ds: xr.Dataset, path: str | Path, overwrite: bool = False,
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the previous store back
+                raise
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
@@ -104,8 +108,10 @@ def load_statistics(store: str | Path, train: TimeRange, upper: Sequence[str],
     try:
         cached = xr.open_zarr(store, group="statistics").load()
         names = set(map(str, cached.data_vars))
-        if cached.attrs.get("train_period") == key and set(upper + surface + static) <= names:
-            return cached
+        wanted = set(upper) | set(surface) | set(static)
+        if cached.attrs.get("train_period") == key and wanted <= names and all(
+                bool(np.isfinite(cached[v]).all()) for v in wanted):
+            return cached  # an interrupted cache write (missing or NaN chunks) is recomputed
     except (FileNotFoundError, KeyError, OSError, ValueError):
         pass
     ds = xr.open_zarr(store, chunks={})

@@ -30,6 +30,18 @@ def _open(data: xr.Dataset | str | Path) -> xr.Dataset:
     return open_dataset(data) if isinstance(data, (str, Path)) else standardize(data)
 
 
+def _check_no_overlap(inits, leads: pd.TimedeltaIndex, train: slice) -> None:
+    """Scoring times inside the training period would leak into the references' fit."""
+    start, stop = pd.Timestamp(train.start), pd.Timestamp(train.stop)
+    times = pd.DatetimeIndex(inits)
+    valid = pd.DatetimeIndex([t + lead for t in times for lead in leads])
+    inside = [t for t in times.union(valid) if start <= t <= stop]
+    if inside:
+        raise ValueError(f"{len(inside)} initial or valid time(s) of the forecast (first "
+                         f"{inside[0]}) lie in the training period {start} .. {stop}: the "
+                         "climatology and damped persistence would be fitted on scored data")
+
+
 def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
              climatology: xr.Dataset | str | Path | None = None,
              references: Sequence[str] = REFERENCES,
@@ -76,6 +88,8 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     else:
         clim = None
     inits, leads = fc["time"].values, pd.to_timedelta(fc["prediction_timedelta"].values)
+    if train is not None:
+        _check_no_overlap(inits, leads, train)
     forecasts = {"model": fc}
     if "persistence" in references:
         forecasts["persistence"] = persistence(truth, inits, leads)

@@ -94,13 +94,15 @@ def _brief(values: list) -> str:
 
 
 def _prepare_input(data: xr.Dataset | str | Path, module: GeoFormerModule,
-                   notes: list[str]) -> xr.Dataset:
+                   init_times: Sequence[Any], notes: list[str]) -> xr.Dataset:
+    """Standardise, check, pick the initial states, then (only those) regrid if needed."""
     ds = open_dataset(data, notes) if isinstance(data, (str, Path)) else standardize(data, notes)
     c = module.config
     source = str(data) if isinstance(data, (str, Path)) else "the input data"
     validate(ds, c.upper_vars, c.surface_vars, levels=c.levels, check_finite=False,
              source=source)
     ds = ds[list(c.upper_vars) + list(c.surface_vars)].sel(level=list(c.levels))
+    ds = _select_inits(ds, init_times, source)
     lat = np.asarray(module.hparams.latitude)
     lon = np.asarray(module.hparams.longitude)
     same = ds.sizes["latitude"] == lat.size and ds.sizes["longitude"] == lon.size and (
@@ -151,6 +153,9 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
     """
     notes = [] if notes is None else notes
     models = dict(checkpoints) if isinstance(checkpoints, Mapping) else load_models(checkpoints)
+    named = [(getattr(m, "checkpoint_path", f"the {h} h model"), m) for h, m in models.items()]
+    for other in named[1:]:
+        _check_compatible(named[0], other)
     lead = parse_hours(lead_time)
     step = parse_hours(every) if every is not None else lead
     if lead % step:
@@ -158,8 +163,7 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
     leads = list(range(step, lead + 1, step))
     plans(leads, models.keys())  # unreachable lead times fail before any work
     reference = models[max(models)]
-    source = str(data) if isinstance(data, (str, Path)) else "the input data"
-    ds = _select_inits(_prepare_input(data, reference, notes), init_times, source)
+    ds = _prepare_input(data, reference, init_times, notes)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in models.values():
         m.to(device).eval()

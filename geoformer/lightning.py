@@ -74,6 +74,7 @@ class GeoFormerModule(L.LightningModule):
         area = latitude_weights(xr.DataArray(np.asarray(latitude), dims="latitude"))
         self.register_buffer("area", torch.tensor(area.values, dtype=torch.float32),
                              persistent=False)
+        self._squared_errors: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------------ the network
     def forward(self, upper: Tensor, surface: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,17 +119,37 @@ class GeoFormerModule(L.LightningModule):
         tu, ts = batch["target_upper"][:, 0], batch["target_surface"][:, 0]
         area = self.area[:, None]  # (H, 1)
         cfg = self.config
-        for v, name in enumerate(cfg.upper_vars):
-            for lv in _LOGGED_LEVELS:
-                if lv in cfg.levels:
-                    z = cfg.levels.index(lv)
-                    mse = ((pu[:, v, z] - tu[:, v, z]) ** 2 * area).mean()
-                    self.log(f"{stage}/rmse/{name}_{lv}", mse.sqrt(), batch_size=B,
-                             sync_dist=True)
-        for s, name in enumerate(cfg.surface_vars):
-            mse = ((ps[:, s] - ts[:, s]) ** 2 * area).mean()
-            self.log(f"{stage}/rmse/{name}", mse.sqrt(), batch_size=B, sync_dist=True)
+        fields = [(f"{name}_{lv}", pu[:, v, cfg.levels.index(lv)], tu[:, v, cfg.levels.index(lv)])
+                  for v, name in enumerate(cfg.upper_vars) for lv in _LOGGED_LEVELS
+                  if lv in cfg.levels]
+        fields += [(name, ps[:, s], ts[:, s]) for s, name in enumerate(cfg.surface_vars)]
+        for key, p, t in fields:
+            # Sum of per-sample weighted MSE and the sample count; RMSE at the epoch end is
+            # sqrt(time-mean MSE), WeatherBench 2's headline convention.
+            sse = ((p - t) ** 2 * area).mean(dim=(-2, -1)).double().sum()
+            total = self._squared_errors.setdefault(key, torch.zeros(2, dtype=torch.float64,
+                                                                    device=self.device))
+            total += torch.stack([sse, sse.new_tensor(float(B))])
         return loss
+
+    def _log_rmse(self, stage: str) -> None:
+        for key, total in self._squared_errors.items():
+            total = self.trainer.strategy.reduce(total, reduce_op="sum")
+            self.log(f"{stage}/rmse/{key}", (total[0] / total[1]).sqrt().float(),
+                     sync_dist=False)
+        self._squared_errors = {}
+
+    def on_validation_epoch_start(self) -> None:
+        self._squared_errors = {}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_rmse("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._squared_errors = {}
+
+    def on_test_epoch_end(self) -> None:
+        self._log_rmse("test")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._evaluate(batch, "val")

@@ -125,10 +125,13 @@ def _rename(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
     for name in _HEIGHT_NAMES & set(map(str, ds.data_vars)):
         if not _units_of(ds[name]):  # WeatherBench 1's orography carries no units: metres
             ds[name].attrs["units"] = "m"
+    level_dims = {"level", "isobaricInhPa", "pressure_level", "plev"}
     for name in list(ds.variables):
         target = _COORDS.get(str(name)) if name in ds.coords or name in ds.dims else None
         if target is None:
             target = ALIASES.get(str(name))
+        if name == "z" and not level_dims & set(ds[name].dims):
+            target = "geopotential_at_surface"  # ERA5 single-level files: orography
         if target and target != name:
             if target in ds.variables:
                 raise SchemaError(

@@ -76,4 +76,12 @@ def test_cli_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
                                        "trainer: {max_epoch: 3}\n")
     assert main(["fit", "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown experiment key 'trainer.max_epoch'" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+    store = tmp_path / "s.zarr"
+    mock_era5(n_time=8).to_zarr(store)
+    assert main(["climatology", "--input", str(store), "--output", str(tmp_path / "c.zarr"),
+                 "--window-days", "4"]) == 2
+    assert "window" in capsys.readouterr().err
+    assert main(["evaluate", "--forecast", str(store), "--truth", str(store),
+                 "--references", "foo", "--output", str(tmp_path / "s.csv")]) == 2
+    assert "unknown reference" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "s.zarr"]

@@ -131,3 +131,16 @@ def test_data_module_names_missing_variables(tmp_path):
     with pytest.raises(SchemaError, match="lacks variable.*'ozone'"):
         GeoDataModule(str(path), 6, ("2000-01-01", "2000-01-02"), ("2000-01-02", "2000-01-03"),
                       upper_vars=["ozone"])
+
+
+def test_a_damaged_statistics_cache_is_recomputed(tmp_path):
+    ds = mock_era5(n_time=16)
+    path = write_training_store(ds, tmp_path / "train.zarr")
+    t = [str(v) for v in ds.time.values]
+    dm = GeoDataModule(str(path), 6, (t[0], t[9]), (t[10], t[15]))
+    good = dm.statistics
+    damaged = good.copy(deep=True)
+    damaged["temperature"][:] = np.nan  # what an interrupted cache write reads back as
+    damaged.to_zarr(path, group="statistics", mode="w", zarr_format=2)
+    again = GeoDataModule(str(path), 6, (t[0], t[9]), (t[10], t[15]))
+    xr.testing.assert_allclose(again.statistics, good)

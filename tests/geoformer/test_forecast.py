@@ -146,3 +146,53 @@ def test_checkpoints_that_disagree_are_refused(tmp_path):
         paths.append(path)
     with pytest.raises(ValueError, match="differ in their levels"):
         load_models(paths)
+
+
+def test_a_written_store_scores_as_weatherbench2_defines_it(setup, tmp_path):
+    """RMSE and ACC of a forecast store written by the package, against WeatherBench 2's
+    definitions written out here in numpy on the tiny grid."""
+    from geoformer.metrics import compute_climatology, score_table
+
+    ds, models = setup
+    inits = ds.time.values[:3]
+    path = write_forecast(forecast(models, ds, inits, lead_time="12h", every="6h"),
+                          tmp_path / "fc.zarr")
+    fc = xr.open_zarr(path).drop_vars("valid_time")
+    clim = compute_climatology(ds, kind="time_mean")
+    table = score_table({"model": fc}, ds, clim)
+    # WeatherBench 2: weights = normalised cell areas from sin of the cell edges.
+    lat = ds.latitude.values  # 90 .. -90 with poles
+    asc = np.sort(lat)
+    edges = np.clip(np.concatenate([[-90.0], (asc[1:] + asc[:-1]) / 2, [90.0]]), -90, 90)
+    w = np.diff(np.sin(np.deg2rad(edges)))
+    w = (w / w.mean())[::-1][:, None]  # back to descending latitude
+    f = fc["temperature"].sel(level=850).values  # (time, lead, H, W)
+    lead = 1  # 12 h
+    o = np.stack([ds["temperature"].sel(level=850, time=t + np.timedelta64(12, "h")).values
+                  for t in inits])
+    mse = ((f[:, lead] - o) ** 2 * w).mean(axis=(1, 2))
+    c = clim["temperature"].sel(level=850).values
+    fa, oa = f[:, lead] - c, o - c
+    acc = ((fa * oa * w).mean(axis=(1, 2))
+           / np.sqrt((fa**2 * w).mean(axis=(1, 2)) * (oa**2 * w).mean(axis=(1, 2)))).mean()
+
+    def value(metric):
+        row = table[(table.variable == "temperature") & (table.level == 850)
+                    & (table.lead_time_hours == 12) & (table.metric == metric)]
+        return float(row["value"].iloc[0])
+
+    assert value("rmse") == pytest.approx(np.sqrt(mse.mean()), rel=1e-5)
+    assert value("rmse_per_sample") == pytest.approx(np.sqrt(mse).mean(), rel=1e-5)
+    assert value("acc") == pytest.approx(acc, rel=1e-5)
+
+
+def test_scoring_refuses_a_training_period_that_overlaps_the_forecast(setup):
+    from geoformer.evaluation import evaluate
+
+    ds, models = setup
+    fc = forecast(models, ds, ds.time.values[4:5], lead_time="6h")
+    t = [str(v) for v in ds.time.values]
+    with pytest.raises(ValueError, match="lie in the training period"):
+        evaluate(fc, ds, train_period=(t[0], t[6]), climatology_kind="time_mean")
+    scores = evaluate(fc, ds, train_period=(t[0], t[3]), climatology_kind="time_mean")
+    assert set(scores.forecast) == {"model", "persistence", "climatology", "damped_persistence"}

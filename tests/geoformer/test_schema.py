@@ -58,6 +58,13 @@ def test_geopotential_height_becomes_geopotential_with_a_note():
     assert any("multiplied by g" in n for n in notes)
 
 
+def test_single_level_z_is_the_surface_geopotential():
+    ds = mock_era5().rename(geopotential_at_surface="z_static").drop_vars("geopotential")
+    ds = ds.rename(z_static="z")
+    out = standardize(ds)
+    assert "geopotential_at_surface" in out and "geopotential" not in out
+
+
 def test_pressure_in_hpa_and_levels_in_pa_are_converted():
     ref = mock_era5()
     ds = ref.copy()
