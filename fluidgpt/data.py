@@ -1,0 +1,205 @@
+"""Dataset loading and the case splits shared by both model stages.
+
+One source of truth: ``make_split(ds, kind)`` returns a Split holding case indices for the
+test set and k folds of the rest (train = the other folds, val = this fold), used by the
+trajectory model and by the erosion CNN alike (the CNN's out-of-fold inputs come from the
+same folds).
+
+* ``random``: FLUID-GPT's split: 10 % of the cases for test (seed 25), then k folds of the
+  rest. With replicated cases (paper-style variant) it puts twins of test cases in training.
+* ``grouped``: holds out a whole block of condition space for test (by default every case
+  with the middle particle diameter), never splits a ``group`` across test/train or across
+  folds, and deals whole groups (or whole values of ``fold_by``) to the folds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .schema import open_dataset
+
+__all__ = ["Split", "random_split", "grouped_split", "make_split", "load_dataset",
+           "sample_path", "SPLIT_KINDS", "PAPER_SEED"]
+
+PAPER_SEED = 25
+SPLIT_KINDS = ("random", "grouped")
+_SAMPLES = {"physical": "elbow_sample.nc", "noise_ceiling": "elbow_sample_noise.nc"}
+
+
+def sample_path(variant: str = "physical") -> Path:
+    """A small dataset shipped in fluidgpt/sample_data (see datasets/elbow_erosion/README.md).
+
+    physical: 108 cases x 32 particles x 50 steps, 4899 wall faces; noise_ceiling: 8 of
+    those cases, each with injection seeds 25 and 26 (pairs share a group).
+    """
+    if variant not in _SAMPLES:
+        raise ValueError(f"unknown sample {variant!r}; expected one of {sorted(_SAMPLES)}")
+    return Path(__file__).parent / "sample_data" / _SAMPLES[variant]
+
+
+def load_dataset(path=None) -> xr.Dataset:
+    """Open and validate a canonical dataset; the shipped physical sample when path is None."""
+    return open_dataset(sample_path() if path is None else path)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Case indices: test (n_test,), folds: k disjoint arrays covering every other case.
+
+    train(f) is the union of the folds other than f and val(f) is fold f.
+    """
+
+    kind: str
+    n_cases: int
+    test: np.ndarray
+    folds: tuple[np.ndarray, ...]
+    seed: int
+    description: str = ""
+
+    def __post_init__(self):
+        every = np.concatenate([self.test, *self.folds])
+        if len(self.folds) < 2:
+            raise ValueError(f"a split needs >= 2 folds, got {len(self.folds)}")
+        if any(len(f) == 0 for f in self.folds):
+            raise ValueError("every fold needs at least one case")
+        if len(every) != self.n_cases or not np.array_equal(np.sort(every),
+                                                            np.arange(self.n_cases)):
+            raise ValueError(f"test and folds must partition range({self.n_cases}); "
+                             f"they hold {len(every)} indices, {len(np.unique(every))} unique")
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.folds)
+
+    @property
+    def trainval(self) -> np.ndarray:
+        """Every case outside the test set, sorted."""
+        return np.sort(np.concatenate(self.folds))
+
+    def val(self, fold: int = 0) -> np.ndarray:
+        return self.folds[self._check(fold)]
+
+    def train(self, fold: int = 0) -> np.ndarray:
+        self._check(fold)
+        return np.sort(np.concatenate([f for i, f in enumerate(self.folds) if i != fold]))
+
+    def _check(self, fold: int) -> int:
+        if not 0 <= fold < self.n_folds:
+            raise IndexError(f"fold {fold} out of range for {self.n_folds} folds")
+        return fold
+
+    def to_dict(self) -> dict:
+        """Plain lists, for checkpoints and JSON."""
+        return {"kind": self.kind, "n_cases": self.n_cases, "seed": self.seed,
+                "description": self.description, "test": self.test.tolist(),
+                "folds": [f.tolist() for f in self.folds]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Split:
+        return cls(kind=d["kind"], n_cases=int(d["n_cases"]),
+                   test=np.asarray(d["test"], np.int64),
+                   folds=tuple(np.asarray(f, np.int64) for f in d["folds"]),
+                   seed=int(d["seed"]), description=d.get("description", ""))
+
+
+def random_split(n_cases: int, test_fraction: float = 0.1, n_folds: int = 5,
+                 seed: int = PAPER_SEED) -> Split:
+    """The paper's split: ceil(test_fraction * n) random test cases, k random folds of the rest."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = math.ceil(test_fraction * n_cases)
+    if n_cases - n_test < n_folds:
+        raise ValueError(f"{n_cases} cases leave {n_cases - n_test} after the test set: too "
+                         f"few for {n_folds} folds")
+    perm = np.random.default_rng(seed).permutation(n_cases)
+    folds = tuple(np.sort(f) for f in np.array_split(perm[n_test:], n_folds))
+    return Split("random", n_cases, np.sort(perm[:n_test]), folds, seed,
+                 f"random: {n_test} test cases ({test_fraction:.0%}), {n_folds} folds, "
+                 f"seed {seed}")
+
+
+def _condition(ds: xr.Dataset, name: str) -> np.ndarray:
+    names = [str(c) for c in ds["condition"].values]
+    if name not in names:
+        raise KeyError(f"condition {name!r} not in the dataset; it has {names}")
+    return ds["conditions"].sel(condition=name).values
+
+
+def _middle_value(values: np.ndarray) -> float:
+    distinct = np.unique(values)
+    return float(distinct[len(distinct) // 2])
+
+
+def _deal(units: np.ndarray, sizes: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold of each unit: shuffled, then largest first to the currently smallest fold."""
+    order = np.random.default_rng(seed).permutation(len(units))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    load, fold = np.zeros(n_folds), np.empty(len(units), np.int64)
+    for u in order:
+        fold[u] = int(np.argmin(load))
+        load[fold[u]] += sizes[u]
+    return fold
+
+
+def grouped_split(ds: xr.Dataset, hold_out: Mapping[str, Sequence[float]] | None = None,
+                  n_folds: int = 5, seed: int = PAPER_SEED, fold_by: str | None = None) -> Split:
+    """Hold out a block of condition space for test; keep every group on one side.
+
+    hold_out: {condition: values}; a case is in the block when each listed condition takes
+    one of its values (default: the middle distinct particle_diameter). Any group touching
+    the block goes to test whole. The rest is dealt to folds by whole groups, or by whole
+    values of the condition `fold_by` (then each fold is itself a held-out block).
+    """
+    n = ds.sizes["case"]
+    group = ds["group"].values if "group" in ds else np.arange(n)
+    if hold_out is None:
+        hold_out = {"particle_diameter": [_middle_value(_condition(ds, "particle_diameter"))]}
+    in_block = np.ones(n, dtype=bool)
+    for name, values in hold_out.items():
+        column = _condition(ds, name)
+        in_block &= np.isclose(column[:, None], np.asarray(values, float)[None, :],
+                               rtol=1e-6, atol=0).any(axis=1)
+    if not in_block.any():
+        raise ValueError(f"hold_out {dict(hold_out)} matches no case")
+    test = np.isin(group, np.unique(group[in_block]))
+    rest = np.flatnonzero(~test)
+    if fold_by is None:
+        units, unit_of = np.unique(group[rest], return_inverse=True)
+    else:
+        units, unit_of = np.unique(_condition(ds, fold_by)[rest], return_inverse=True)
+    if len(units) < n_folds:
+        raise ValueError(f"only {len(units)} {'groups' if fold_by is None else fold_by + ' values'}"
+                         f" outside the test block: too few for {n_folds} folds")
+    fold_of_unit = _deal(units, np.bincount(unit_of), n_folds, seed)
+    fold_of_case = fold_of_unit[unit_of]
+    folds = tuple(np.sort(rest[fold_of_case == k]) for k in range(n_folds))
+    split = Split("grouped", n, np.flatnonzero(test), folds, seed,
+                  f"grouped: test block {dict(hold_out)} ({test.sum()} cases), {n_folds} folds "
+                  f"by {'group' if fold_by is None else fold_by}, seed {seed}")
+    _check_groups(split, group)
+    return split
+
+
+def _check_groups(split: Split, group: np.ndarray) -> None:
+    parts = [split.test, *split.folds]
+    owner = {}
+    for k, part in enumerate(parts):
+        for g in np.unique(group[part]):
+            if owner.setdefault(int(g), k) != k:
+                raise ValueError(f"group {g} falls in two parts of the split (fold_by must be "
+                                 "constant within each group)")
+
+
+def make_split(ds: xr.Dataset, kind: str = "random", **kwargs) -> Split:
+    """The split of `ds` used by every stage: kind 'random' or 'grouped' (see module doc)."""
+    if kind == "random":
+        return random_split(ds.sizes["case"], **kwargs)
+    if kind == "grouped":
+        return grouped_split(ds, **kwargs)
+    raise ValueError(f"unknown split kind {kind!r}; expected one of {SPLIT_KINDS}")

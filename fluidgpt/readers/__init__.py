@@ -1,0 +1,22 @@
+"""Readers of raw particle-tracking output into the canonical fluidgpt dataset.
+
+* ``openfoam``: an OpenFOAM (v1912, ASCII) case with a Lagrangian cloud and particleErosion.
+* ``tables``: CSV / Parquet particle-track tables (e.g. a Fluent export) with a column map.
+* ``tracks``: the long track table both produce, resampled onto a common time grid.
+"""
+
+from .foam_format import FoamFormatError
+from .openfoam import (
+    erosion_rate,
+    particle_key,
+    read_cell_centre_boundary,
+    read_eroded_volume,
+    read_tracks,
+    read_wall_faces,
+)
+from .tables import read_track_table, tracks_to_dataset
+from .tracks import Trajectories, resample_tracks, uniform_times
+
+__all__ = ["FoamFormatError", "read_tracks", "read_wall_faces", "read_eroded_volume",
+           "read_cell_centre_boundary", "erosion_rate", "particle_key", "read_track_table",
+           "tracks_to_dataset", "Trajectories", "resample_tracks", "uniform_times"]

@@ -1,0 +1,176 @@
+"""The sweep recipe, the elbow geometry and the OpenFOAM case files (no solver needed),
+plus one blockMesh check that runs only where OpenFOAM is installed."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fluidgpt.sources import foam_cases
+from fluidgpt.sources.elbow import ElbowGeometry, block_mesh_dict, injection_positions
+from fluidgpt.sources.foam_cases import (
+    OpenFOAMNotFoundError,
+    foam_environment,
+    stream_particles_per_parcel,
+    write_particle_case,
+)
+from fluidgpt.sources.openfoam_sweep import build_sweep, plan_cases
+from fluidgpt.sources.recipe import case_grid, load_recipe, recipe_from_dict
+
+RECIPE = Path(__file__).parents[2] / "datasets" / "elbow_erosion" / "recipe.yaml"
+HAVE_FOAM = all(shutil.which(s) for s in (*foam_cases.SOLVERS, "postProcess"))
+
+
+@pytest.fixture(scope="module")
+def recipe_dict():
+    return yaml.safe_load(RECIPE.read_text())
+
+
+def test_recipe_and_profiles_load(recipe_dict):
+    full = load_recipe(RECIPE)
+    assert full.n_cases == 4 * 4 * 4 * 3 * 2 == len(case_grid(full))
+    assert full.particles.tracked == 196 and full.erosion.flow_stress == 5.2e6
+    sample = load_recipe(RECIPE, "sample")
+    assert sample.n_cases == 108 and sample.particles.tracked == 32
+    assert sample.name == "elbow_erosion-sample"
+    assert load_recipe(RECIPE, "tiny").geometry.cell_size == 0.025
+
+
+def test_recipe_rejects_unknown_keys(recipe_dict):
+    bad = {**recipe_dict, "particles": {**recipe_dict["particles"], "tracekd": 3}}
+    with pytest.raises(ValueError, match=r"recipe.particles: unknown keys \['tracekd'\]"):
+        recipe_from_dict(bad)
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        recipe_from_dict({**recipe_dict, "colour": "red"})
+    with pytest.raises(ValueError, match="unknown recipe profile 'huge'"):
+        recipe_from_dict(recipe_dict, "huge")
+
+
+def test_recipe_conditions_checked(recipe_dict):
+    conditions = dict(recipe_dict["conditions"])
+    del conditions["restitution"]
+    with pytest.raises(ValueError, match=r"missing \['restitution'\]"):
+        recipe_from_dict({**recipe_dict, "conditions": conditions})
+    inert = {"restitution": [0.1, 0.2]}
+    with pytest.raises(ValueError, match="inert labels must be known non-physical"):
+        recipe_from_dict({**recipe_dict, "inert": inert})
+    dup = {**recipe_dict["conditions"], "restitution": [0.5, 0.5]}
+    with pytest.raises(ValueError, match="restitution needs distinct values"):
+        recipe_from_dict({**recipe_dict, "conditions": dup})
+
+
+def test_recipe_times_checked(recipe_dict):
+    particles = {**recipe_dict["particles"], "sample_interval": 0.0045}
+    with pytest.raises(ValueError, match="sample_interval .* whole multiple of"):
+        recipe_from_dict({**recipe_dict, "particles": particles})
+    particles = {**recipe_dict["particles"], "n_steps": 100}
+    with pytest.raises(ValueError, match="must not exceed particles.steady_after"):
+        recipe_from_dict({**recipe_dict, "particles": particles})
+
+
+def test_recipe_yaml_numbers_coerced(recipe_dict):
+    # PyYAML reads 5.2e6 (no sign in the exponent) as a string
+    erosion = {**recipe_dict["erosion"], "flow_stress": "5.2e6"}
+    assert recipe_from_dict({**recipe_dict, "erosion": erosion}).erosion.flow_stress == 5.2e6
+    with pytest.raises(ValueError, match="cannot read 'lots' as float"):
+        recipe_from_dict({**recipe_dict, "erosion": {**erosion, "psi": "lots"}})
+
+
+def test_plan_cases_variants():
+    recipe = load_recipe(RECIPE, "sample")
+    physical = plan_cases(recipe)
+    assert len(physical) == 108 and (physical["group"] == np.arange(108)).all()
+    noise = plan_cases(recipe, "noise_ceiling")
+    assert len(noise) == 2 * recipe.noise_ceiling.cases
+    for _, pair in noise.groupby("group"):
+        assert sorted(pair["seed"]) == [25, 26]
+        assert len(pair.drop(columns="seed").drop_duplicates()) == 1
+    with pytest.raises(ValueError, match="unknown variant"):
+        plan_cases(recipe, "replicated")
+
+
+def test_block_mesh_dict_structure():
+    text = block_mesh_dict(ElbowGeometry())
+    assert text.count("hex (") == 16  # 9 straight + 3 bend + 3 riser + 1 branch
+    assert len(re.findall(r"^\s+arc ", text, re.M)) == 8  # 4 arc lines per z level, shared
+    for patch in ("mainInlet", "sideInlet", "outlet", "wallStraight", "wallBend",
+                  "wallRiser", "wallBranch"):
+        assert re.search(rf"^\s+{patch}\n\s+{{", text, re.M), patch
+
+
+def test_geometry_checks():
+    with pytest.raises(ValueError, match="must lie inside the straight leg"):
+        ElbowGeometry(branch_x=0.49)
+    with pytest.raises(ValueError, match="cell_size must be > 0"):
+        ElbowGeometry(cell_size=0)
+
+
+def test_injection_positions_fixed_order_inside_branch():
+    g = ElbowGeometry()
+    a = injection_positions(g, 32, seed=25)
+    np.testing.assert_array_equal(a, injection_positions(g, 32, seed=25))
+    assert not np.allclose(a, injection_positions(g, 32, seed=26))
+    z0, z1 = g.branch_z
+    assert (a[:, 0] > g.branch_x).all() and (a[:, 0] < g.branch_x + g.branch_width).all()
+    assert (a[:, 2] > z0).all() and (a[:, 2] < z1).all()
+    np.testing.assert_allclose(a[:, 1], -g.branch_length + 0.005)
+    regular = injection_positions(g, 4, seed=0, jitter=0.0)
+    np.testing.assert_allclose(regular[:, 0], g.branch_x + g.branch_width * np.array(
+        [0.25, 0.75, 0.25, 0.75]))
+    with pytest.raises(ValueError, match="jitter"):
+        injection_positions(g, 4, seed=0, jitter=2.0)
+
+
+def test_particle_case_files(tmp_path):
+    recipe = load_recipe(RECIPE, "tiny")
+    mesh = tmp_path / "mesh"
+    (mesh / "constant" / "polyMesh").mkdir(parents=True)
+    flow_U = tmp_path / "U"
+    flow_U.write_text("FoamFile {}\n")
+    conditions = dict(main_inlet_speed=10.0, side_inlet_speed=30.0, particle_diameter=1e-4,
+                      particle_density=2650.0, restitution=0.9)
+    case = tmp_path / "case"
+    tracked = write_particle_case(case, mesh, flow_U, recipe, conditions, seed=25)
+    assert tracked.shape == (4, 3)
+    props = (case / "constant" / "kinematicCloudProperties").read_text()
+    assert "${" not in props and "e               0.9;" in props
+    n_bursts = round(recipe.particles.end_time / recipe.particles.burst_interval)
+    assert props.count("type            manualInjection;") == 1 + n_bursts
+    assert "patches         (wallStraight wallBend wallRiser wallBranch);" in props
+    for name in ("system/controlDict", "constant/g", "0/rho", "0/mu", "0/U",
+                 "constant/trackedPositions", "constant/streamPositions"):
+        assert (case / name).is_file(), name
+        assert "${" not in (case / name).read_text()
+    # the feed carries solids_mass_flow: particles per parcel by hand
+    m = 2650.0 * math.pi * 1e-4 ** 3 / 6
+    expected = 0.01 * recipe.particles.burst_interval / (recipe.particles.streams * m)
+    assert stream_particles_per_parcel(recipe, 1e-4, 2650.0) == pytest.approx(expected)
+
+
+def test_missing_openfoam_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(OpenFOAMNotFoundError, match="apt-get install -y openfoam"):
+        foam_environment()
+    with pytest.raises(OpenFOAMNotFoundError, match="apt-get install"):
+        build_sweep(RECIPE, tmp_path / "out.nc", profile="tiny")
+
+
+@pytest.mark.skipif(not HAVE_FOAM, reason="OpenFOAM (apt-get install openfoam) not installed")
+def test_block_mesh_faces_match_openfoam(tmp_path):
+    from fluidgpt.readers.openfoam import read_cell_centre_boundary, read_wall_faces
+
+    env = foam_environment()
+    case = tmp_path / "mesh"
+    foam_cases.write_mesh_case(case, ElbowGeometry(cell_size=0.025))
+    foam_cases.run_foam("blockMesh", case, env, nice=0)
+    (case / "0").mkdir()
+    foam_cases.run_foam("postProcess", case, env, nice=0, args=("-func", "writeCellCentres"))
+    faces = read_wall_faces(case)
+    np.testing.assert_allclose(faces["face_centre"], read_cell_centre_boundary(case, 0),
+                               atol=1e-8)
