@@ -49,6 +49,10 @@ class GeoFormerModule(L.LightningModule):
             the surface term relative to the upper-air term (0.25 in the paper).
         lr, weight_decay, warmup_steps, min_lr: AdamW with linear warm-up then cosine decay.
         rollout_steps: > 1 trains on a multi-step rollout (mean loss over the steps).
+        residual: the network predicts the change of the normalised state over one lead time
+            (state + net(state)) instead of the next state itself, as Pangu-Weather does
+            (False, the default). A training-efficiency option for small data and short
+            budgets; the network is the same either way.
         data: plain description of the training data (provenance).
     """
 
@@ -57,7 +61,7 @@ class GeoFormerModule(L.LightningModule):
                  constants: Tensor | None = None, loss_weights: Mapping[str, float] | None = None,
                  surface_weight: float = 0.25, lr: float = 5e-4, weight_decay: float = 3e-6,
                  warmup_steps: int = 100, min_lr: float = 0.0, rollout_steps: int = 1,
-                 data: Mapping[str, Any] | None = None) -> None:
+                 residual: bool = False, data: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["constants"])
         self.config = GeoFormerConfig.from_dict(dict(model))
@@ -79,13 +83,15 @@ class GeoFormerModule(L.LightningModule):
     # ------------------------------------------------------------------------ the network
     def forward(self, upper: Tensor, surface: Tensor) -> tuple[Tensor, Tensor]:
         """One lead time on, in normalised space: (B, V, Z, H, W), (B, S, H, W)."""
-        return self.net(upper, surface)
+        u, s = self.net(upper, surface)
+        if self.hparams.residual:
+            return upper + u, surface + s
+        return u, s
 
     def forecast_step(self, upper: Tensor, surface: Tensor) -> tuple[Tensor, Tensor]:
         """One lead time on, in physical units."""
         u, s = self.normalizer.normalize(upper, surface)
-        u, s = self.net(u, s)
-        return self.normalizer.denormalize(u, s)
+        return self.normalizer.denormalize(*self(u, s))
 
     # ---------------------------------------------------------------------------- losses
     def loss(self, pred: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor]) -> Tensor:
@@ -99,7 +105,7 @@ class GeoFormerModule(L.LightningModule):
     def _shared_step(self, batch: dict[str, Tensor], steps: int) -> tuple[Tensor, list]:
         upper, surface = self.normalizer.normalize(batch["upper"], batch["surface"])
         losses, preds = [], []
-        for k, pred in enumerate(rollout(self.net, upper, surface, steps)):
+        for k, pred in enumerate(rollout(self, upper, surface, steps)):
             target = self.normalizer.normalize(batch["target_upper"][:, k],
                                                batch["target_surface"][:, k])
             losses.append(self.loss(pred, target))

@@ -8,6 +8,7 @@ and data.val); unknown keys are errors, so a typo never silently trains the wron
                num_workers, rollout_steps, upper_vars, surface_vars, levels}
     optim:    {lr, weight_decay, warmup_steps, min_lr}
     loss:     {surface_weight, weights: {variable: weight}}
+    task:     {residual}  (predict the state's change instead of the state; Pangu: false)
     trainer:  {max_epochs, max_steps, max_time, accelerator, devices, precision,
                gradient_clip_val, accumulate_grad_batches, log_every_n_steps, seed,
                limit_train_batches, limit_val_batches}
@@ -39,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
              "surface_vars": None, "levels": None, "in_memory": None},
     "optim": {"lr": 5e-4, "weight_decay": 3e-6, "warmup_steps": 100, "min_lr": 0.0},
     "loss": {"surface_weight": 0.25, "weights": {}},
+    "task": {"residual": False},
     "trainer": {"max_epochs": 100, "max_steps": -1, "max_time": None, "accelerator": "auto",
                 "devices": "auto", "precision": "auto", "gradient_clip_val": None,
                 "accumulate_grad_batches": 1, "log_every_n_steps": 10, "seed": 0,
@@ -168,7 +170,8 @@ def fit(experiment: dict) -> Path:
         loss_weights=experiment["loss"]["weights"],
         surface_weight=experiment["loss"]["surface_weight"], lr=o["lr"],
         weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"], min_lr=o["min_lr"],
-        rollout_steps=d["rollout_steps"], data=dm.describe())
+        rollout_steps=d["rollout_steps"], residual=experiment["task"]["residual"],
+        data=dm.describe())
     if experiment["init_from"]:
         source = load_module(experiment["init_from"])
         if source.config.replace(name=config.name, drop_path=config.drop_path,

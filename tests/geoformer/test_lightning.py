@@ -105,3 +105,16 @@ def test_load_module_errors(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="not a geoformer checkpoint"):
         load_module(tmp_path / "other.ckpt")
+
+
+def test_residual_task_adds_the_network_output_to_the_state():
+    ds = mock_era5()
+    plain, residual = tiny_module(ds), tiny_module(ds)
+    residual.hparams.residual = True
+    residual.net.load_state_dict(plain.net.state_dict())
+    batch = _batch(plain)
+    u, s = plain.normalizer.normalize(batch["upper"], batch["surface"])
+    pu, ps = plain(u, s)
+    ru, rs = residual(u, s)
+    torch.testing.assert_close(ru, u + pu)
+    torch.testing.assert_close(rs, s + ps)
