@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "init_from": None,
     "resume": None,
 }
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 _FREE_FORM = {("model",), ("loss", "weights")}  # sections whose keys are checked elsewhere
 
 
@@ -67,8 +69,15 @@ def _merge(base: dict, update: Mapping, path: tuple[str, ...] = ()) -> dict:
         elif isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
-            out[key] = value
+            out[key] = _number(value)
     return out
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads 2e-3 as a string; a user writing it means the number."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def apply_overrides(experiment: dict, overrides: Sequence[str]) -> dict:
