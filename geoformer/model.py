@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from .attention import EarthAttention
 from .config import GeoFormerConfig, TokenGrid
 from .embedding import DownSample, PatchEmbed, PatchRecovery, UpSample
-from .layers import crop_end, pad_end, shifted_window_mask, window_partition, window_reverse
+from .layers import pad_end, shifted_window_mask, window_partition
 
 __all__ = ["EarthBlock", "Stage", "GeoFormer"]
 
@@ -46,21 +46,41 @@ class EarthBlock(nn.Module):
         padded = (grid.padded_levels, grid.padded_lat, grid.lon)
         mask = shifted_window_mask(padded, window, self.shift) if shifted else None
         self.register_buffer("attn_mask", mask, persistent=False)
+        into, back = self._window_indices()
+        self.register_buffer("to_windows", into, persistent=False)
+        self.register_buffer("from_windows", back, persistent=False)
+
+    def _window_indices(self) -> tuple[Tensor, Tensor]:
+        """Pad, roll and window partition as one gather, and its inverse.
+
+        The geometry functions are applied once to a grid of token numbers (1-based; 0
+        stands for a padding token), so the forward pass moves each token exactly once in
+        each direction instead of padding, rolling and permuting the activations.
+        """
+        g = self.grid
+        ids = torch.arange(1, g.levels * g.lat * g.lon + 1, device="cpu")
+        ids = ids.view(1, g.levels, g.lat, g.lon, 1)
+        ids = pad_end(ids, (g.padded_levels, g.padded_lat), dims=(1, 2))  # 0 = padding
+        if self.attn_mask is not None:
+            ids = torch.roll(ids, shifts=tuple(-s for s in self.shift), dims=(1, 2, 3))
+        into = window_partition(ids, self.window).flatten()  # (nLon*nT*N,) token per slot
+        back = torch.empty(g.levels * g.lat * g.lon, dtype=torch.long)
+        real = into > 0
+        back[into[real] - 1] = torch.nonzero(real).flatten()  # slot of every real token
+        return into, back
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
         g = self.grid
+        B, Z, H, W, C = x.shape
         shortcut = x
-        x = pad_end(x, (g.padded_levels, g.padded_lat), dims=(1, 2))  # (B, Zp, Hp, W, C)
-        sz, sh, sw = self.shift
-        if self.attn_mask is not None:
-            x = torch.roll(x, shifts=(-sz, -sh, -sw), dims=(1, 2, 3))
-        windows = window_partition(x, self.window)  # (B*nLon, nT, N, C)
+        tokens = torch.cat([x.new_zeros(B, 1, C), x.reshape(B, Z * H * W, C)], dim=1)
+        windows = tokens[:, self.to_windows]  # (B, nLon*nT*N, C): padded, rolled, partitioned
+        n_types = self.grid.window_types
+        windows = windows.view(B * g.lon_windows, n_types, -1, C)  # (B*nLon, nT, N, C)
         windows = self.attn(windows, self.attn_mask)
-        x = window_reverse(windows, self.window, (g.padded_levels, g.padded_lat, g.lon))
-        if self.attn_mask is not None:
-            x = torch.roll(x, shifts=(sz, sh, sw), dims=(1, 2, 3))
-        x = crop_end(x, (g.levels, g.lat), dims=(1, 2))  # (B, Z, H, W, C)
+        x = windows.reshape(B, -1, C)[:, self.from_windows]  # (B, Z*H*W, C): back in place
+        x = x.view(B, Z, H, W, C)
         x = shortcut + self.drop_path(self.norm1(x))
         return x + self.drop_path(self.norm2(self.mlp(x)))
 
