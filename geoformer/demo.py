@@ -20,9 +20,12 @@ from .train import DEFAULTS, _merge
 __all__ = ["run_demo"]
 
 
-def _experiment(demo: dict[str, Any], store: str, splits: dict[str, slice], lead: int,
-                runs: Path) -> dict[str, Any]:
+def _experiment(demo: dict[str, Any], store: str, splits: dict[str, slice],
+                model: dict[str, Any], runs: Path) -> dict[str, Any]:
     exp = _merge(copy.deepcopy(DEFAULTS), demo.get("experiment", {}))
+    lead = int(model["lead_hours"])
+    if model.get("max_time"):
+        exp["trainer"]["max_time"] = model["max_time"]
     exp["data"].update(store=store, lead_hours=lead,
                        train=[splits["train"].start, splits["train"].stop],
                        val=[splits["validation"].start, splits["validation"].stop],
@@ -65,9 +68,10 @@ def run_demo(config: str | Path, output: str | Path | None = None) -> Path:
     splits = split_slices(recipe)
 
     checkpoints = []
-    for lead in demo["models"]:
-        print(f"== training the {lead} h model")
-        checkpoints.append(fit(_experiment(demo, store, splits, lead, out / "runs")))
+    for model in demo["models"]:
+        print(f"== training the {model['lead_hours']} h model "
+              f"(at most {model.get('max_time', 'unlimited')})")
+        checkpoints.append(fit(_experiment(demo, store, splits, model, out / "runs")))
         print(f"   {checkpoints[-1]}")
 
     fc_cfg = demo["forecast"]
