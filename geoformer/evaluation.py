@@ -46,12 +46,14 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
              climatology: xr.Dataset | str | Path | None = None,
              references: Sequence[str] = REFERENCES,
              train_period: Sequence[str] | None = None, climatology_kind: str = "dayofyear_hour",
-             regions: Sequence[str] = ("global",)) -> pd.DataFrame:
+             regions: Sequence[str] = ("global",), max_fit_times: int | None = 730
+             ) -> pd.DataFrame:
     """Score the forecast and the reference forecasts against the truth.
 
     The climatology (for ACC and the climatology / damped persistence references) is read
     from ``climatology`` or computed from the truth over ``train_period``. Damped
-    persistence is fitted on ``train_period`` only. An ensemble forecast (dim ``number``) is
+    persistence is fitted on ``train_period`` only: its last ``max_fit_times`` steps (None:
+    all), which bounds the time and memory of the fit. An ensemble forecast (dim ``number``) is
     scored through its ensemble mean. Columns: forecast, variable, level, lead_time_hours,
     metric, value, region.
     """
@@ -98,7 +100,10 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     if "damped_persistence" in references:
         if train is None:
             raise ValueError("damped persistence is fitted on a training period: give one")
-        coefficients = fit_damped_persistence(truth.sel(time=train).load(), clim, leads)
+        fit_truth = truth.sel(time=train)  # the most recent max_fit_times steps bound the cost
+        if max_fit_times is not None:
+            fit_truth = fit_truth.isel(time=slice(-max_fit_times, None))
+        coefficients = fit_damped_persistence(fit_truth.load(), clim, leads)
         forecasts["damped_persistence"] = damped_persistence(truth, clim, coefficients, inits,
                                                              leads)
     return score_table(forecasts, truth, clim, regions=regions)
