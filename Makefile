@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 EXTRAS := dev,plot,grib,simulation
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean fluidgpt-sample fluidgpt-dataset openfoam
 
 install: $(STAMP)
 
@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(VENV)/bin/geoformer info --preset pangu
-	$(VENV)/bin/geoformer info --preset small-5.625 --time
+	$(VENV)/bin/geoformer demo --config experiments/geoformer/demo.yaml
+	$(VENV)/bin/fluidgpt demo
 
 test: install
 	$(PY) -m pytest
@@ -31,6 +32,19 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check geoformer fluidgpt tests
+
+# The fluidgpt datasets need OpenFOAM (Debian's openfoam package, GPL, installed as root).
+openfoam:
+	command -v icoUncoupledKinematicParcelFoam >/dev/null || \
+	  (apt-get update && apt-get install -y openfoam)
+
+fluidgpt-sample: install openfoam  # rebuild the shipped 108-case sample (~20 min on 2 cores)
+	$(VENV)/bin/fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml \
+	  --profile sample --output fluidgpt/sample_data/elbow_sample.nc --overwrite
+
+fluidgpt-dataset: install openfoam  # the full sweep (hundreds of cases, about an hour or more)
+	$(VENV)/bin/fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml \
+	  --output data/elbow_erosion.zarr
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

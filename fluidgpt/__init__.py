@@ -1,5 +1,48 @@
-"""fluidgpt: FLUID-GPT particle trajectories (GPT-2) and wall erosion (CNN) from CFD conditions."""
+"""fluidgpt: FLUID-GPT particle trajectories (GPT-2) and wall erosion (CNN) from CFD conditions.
+
+The public API, imported on first use (``import fluidgpt`` stays light for the command line):
+
+* data: ``load_dataset``, ``make_split``, ``Split``, ``open_dataset``, ``save_dataset``,
+  ``validate``, ``case_tensors``, ``CaseTensors``, ``FluidDataModule``;
+* networks and modules: ``FluidGPT``, ``GPTModule``, ``SequenceModule``, ``ErosionModule``,
+  ``NearestCase``, ``load_module``, ``GPTConfig``, ``LSTMConfig``, ``ErosionConfig``,
+  ``TrainConfig``;
+* workflow: ``load_experiment``, ``run_fit``, ``run_compare``, ``evaluate_checkpoints``,
+  ``load_pipeline``, ``write_prediction`` (and ``fluidgpt.predict.predict``, the function
+  of the submodule of that name);
+* scores: ``trajectory_scores``, ``erosion_scores``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "load_dataset": "data", "make_split": "data", "Split": "data",
+    "open_dataset": "schema", "save_dataset": "schema", "validate": "schema",
+    "case_tensors": "datamodule", "CaseTensors": "datamodule", "FluidDataModule": "datamodule",
+    "FluidGPT": "gpt", "NearestCase": "baselines",
+    "GPTModule": "lightning", "SequenceModule": "lightning", "ErosionModule": "lightning",
+    "load_module": "lightning",
+    "GPTConfig": "config", "LSTMConfig": "config", "ErosionConfig": "config",
+    "TrainConfig": "config",
+    "load_experiment": "compare", "run_fit": "compare", "run_compare": "compare",
+    "evaluate_checkpoints": "compare",
+    "load_pipeline": "predict", "write_prediction": "predict",
+    "trajectory_scores": "metrics", "erosion_scores": "metrics",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fluidgpt' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,33 +1,289 @@
-"""The ``fluidgpt`` command line."""
+"""The ``fluidgpt`` command line.
+
+    fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml --output elbow.zarr
+    fluidgpt fit --config experiments/fluidgpt/compare.yaml [section.key=value ...]
+    fluidgpt predict --checkpoint gpt.ckpt --checkpoint erosion.ckpt \\
+        --conditions "main_inlet_speed=9,side_inlet_speed=25,..." --output pred.zarr
+    fluidgpt evaluate --checkpoint gpt.ckpt [--checkpoint erosion.ckpt] --data X --split grouped
+    fluidgpt compare --config experiments/fluidgpt/compare.yaml --output compare.csv
+    fluidgpt demo
+
+Bad input ends with one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+_REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = _REPO / "experiments" / "fluidgpt" / "demo.yaml"
+DEMO_OUTPUT = Path("demo-output") / "fluidgpt"
+#: A full sweep built with `make fluidgpt-dataset`; the demo uses it when it is there.
+BUILT_DATASET = Path("data") / "elbow_erosion.zarr"
 
 
+class UsageError(Exception):
+    """Bad input from the command line; the message is printed as one line."""
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from .sources import build_sweep
+
+    if not Path(args.recipe).is_file():
+        raise UsageError(f"{args.recipe}: no such recipe file")
+    if Path(args.output).exists() and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    build_sweep(args.recipe, args.output, workers=args.workers, variant=args.variant,
+                profile=args.profile, work_dir=args.work_dir, keep_cases=args.keep_cases)
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> dict:
+    from .compare import load_experiment
+
+    return load_experiment(args.config, list(args.overrides or []))
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .compare import format_table, run_fit
+
+    config = _experiment(args)
+    if args.output:
+        config["output"] = args.output
+    paths = run_fit(config)
+    print(format_table(paths["table"]))
+    print(f"checkpoints: {paths['trajectory']}"
+          + (f", {paths['erosion']}" if paths.get("erosion") else "")
+          + f"\nscores: {paths['scores']}")
+    return 0
+
+
+def _conditions(args: argparse.Namespace):
+    from .predict import parse_conditions, read_conditions_file
+
+    if (args.conditions is None) == (args.conditions_file is None):
+        raise UsageError("give either --conditions name=value,... or --conditions-file FILE.csv")
+    if args.conditions is not None:
+        return parse_conditions(args.conditions)
+    return read_conditions_file(args.conditions_file)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import load_pipeline, predict, prediction_summary, write_prediction
+
+    if not args.output.endswith((".zarr", ".nc")):
+        raise UsageError(f"--output must end in .zarr or .nc, found {args.output!r}")
+    table = _conditions(args)
+    pipeline = load_pipeline(args.checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = predict(pipeline, table)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "extrapolation" in str(w.message):
+            print(f"warning: {w.message}", file=sys.stderr)
+    path = write_prediction(ds, args.output)
+    print(f"wrote {path}: {prediction_summary(ds)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .compare import evaluate_checkpoints, format_table
+    from .data import load_dataset
+    from .lightning import load_module
+
+    trajectory = erosion = None
+    for path in args.checkpoint:
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such checkpoint")
+        kind = load_module(path).kind
+        if kind == "erosion":
+            erosion = path
+        elif trajectory is None:
+            trajectory = path
+        else:
+            raise UsageError("give one trajectory checkpoint (and optionally one erosion one)")
+    if trajectory is None:
+        raise UsageError("a trajectory checkpoint (gpt, lstm or bilstm) is needed")
+    ds = load_dataset(args.data)
+    table = evaluate_checkpoints(trajectory, erosion, ds, args.split)
+    print(format_table(table))
+    if args.output:
+        table.to_csv(args.output, index=False)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import format_table, run_compare
+
+    config = _experiment(args)
+    start = time.perf_counter()
+    result = run_compare(config, args.split, args.output)
+    print(format_table(result.table))
+    print(f"wrote {args.output} ({time.perf_counter() - start:.0f} s)")
+    if args.plots:
+        for path in write_compare_plots(result, Path(args.output).parent):
+            print(f"plot: {path}")
+    return 0
+
+
+def write_compare_plots(result, out: Path) -> list[Path]:
+    """Trajectories of one held-out case, the erosion maps of the GPT pipeline and the
+    learning curves, per split."""
+    from .plots import plot_erosion, plot_learning_curves, plot_trajectories
+
+    paths = []
+    for split, preds in result.predictions.items():
+        truth = result.truth[split]
+        case = len(truth) // 2
+        trajs = {m: p["trajectory"][case].numpy() for m, p in preds.items()
+                 if "trajectory" in p}
+        if trajs:
+            cond = ", ".join(f"{n}={v:.3g}" for n, v in
+                             zip(truth.condition_names, truth.conditions[case].tolist()))
+            paths.append(plot_trajectories(
+                truth.positions[case].numpy(), trajs, truth.valid[case].numpy(),
+                out / f"trajectories_{split}.png", f"{split} split, held-out case: {cond}"))
+        if result.face_centre is not None:
+            for model in ("gpt", "cnn"):
+                if "erosion" in preds.get(model, {}):
+                    paths.append(plot_erosion(
+                        result.face_centre, truth.erosion[case].numpy(),
+                        preds[model]["erosion"][case].numpy(),
+                        out / f"erosion_{split}_{model}.png",
+                        f"{split} split, {model}: erosion / its maximum, held-out case"))
+        logs = {k: v for k, v in result.logs.get(split, {}).items()
+                if (Path(v) / "metrics.csv").is_file()}
+        if logs:
+            paths.append(plot_learning_curves(logs, out / f"learning_curves_{split}.png",
+                                              title=f"{split} split"))
+    return paths
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .compare import format_table, load_experiment, run_compare
+
+    config_path = Path(args.config) if args.config else DEMO_CONFIG
+    overrides = list(args.overrides or [])
+    data = args.data or (str(BUILT_DATASET) if BUILT_DATASET.exists() else None)
+    if data:
+        overrides.append(f"data.path={data}")
+    print(f"fluidgpt demo on {data or 'the shipped sample (fluidgpt/sample_data)'}")
+    config = load_experiment(config_path if config_path.is_file() else None, overrides)
+    out = Path(args.output)
+    start = time.perf_counter()
+    result = run_compare(config, None, out / "compare.csv")
+    print(format_table(result.table))
+    plots = write_compare_plots(result, out)
+    print(f"\nfluidgpt demo done in {time.perf_counter() - start:.0f} s. Look at:\n"
+          f"  {out / 'compare.csv'}  (the comparison table)\n"
+          + "".join(f"  {p}\n" for p in plots)
+          + f"  {out / 'logs'}  (Lightning CSV logs)")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fluidgpt",
         description="FLUID-GPT: particle trajectories (GPT-2) and wall erosion (CNN) from CFD "
-                    "conditions, with LSTM/BiLSTM baselines.")
+                    "conditions, with LSTM/BiLSTM and nearest-case baselines.")
     parser.add_argument("--version", action="version", version=f"fluidgpt {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("dataset", help="build a canonical dataset")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = dsub.add_parser("build", help="run the OpenFOAM sweep of a recipe")
+    b.add_argument("--recipe", required=True, help="recipe YAML (datasets/elbow_erosion/...)")
+    b.add_argument("--output", required=True, help=".zarr, .zarr.zip or .nc")
+    b.add_argument("--workers", type=int, default=2, help="cases run in parallel")
+    b.add_argument("--variant", default="physical",
+                   choices=("physical", "paper_style", "noise_ceiling"))
+    b.add_argument("--profile", default=None, help="a named profile of the recipe (sample, tiny)")
+    b.add_argument("--work-dir", default=None, help="where the cases run (default: temporary)")
+    b.add_argument("--keep-cases", action="store_true", help="keep the OpenFOAM cases")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    b.set_defaults(func=cmd_dataset_build)
+
+    f = sub.add_parser("fit", help="train one model (and the erosion CNN on its "
+                                   "out-of-fold rollouts)")
+    f.add_argument("--config", required=True, help="experiments/fluidgpt/<name>.yaml")
+    f.add_argument("--output", default=None, help="output directory (default: config output)")
+    f.add_argument("overrides", nargs="*", metavar="section.key=value")
+    f.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="trajectories and erosion for new conditions")
+    p.add_argument("--checkpoint", action="append", required=True,
+                   help="trajectory checkpoint, and optionally an erosion checkpoint")
+    p.add_argument("--conditions", default=None, help='"name=value,name=value" (one case)')
+    p.add_argument("--conditions-file", default=None, help="CSV: one column per condition")
+    p.add_argument("--output", required=True, help="pred.zarr or pred.nc")
+    p.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("evaluate", help="score checkpoints on held-out cases")
+    e.add_argument("--checkpoint", action="append", required=True)
+    e.add_argument("--data", default=None, help="canonical dataset (default: shipped sample)")
+    e.add_argument("--split", default=None, choices=("random", "grouped"),
+                   help="default: the split the checkpoint was trained on")
+    e.add_argument("--output", default=None, help="CSV of the scores")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="train and score gpt, lstm, bilstm, nearest (+ CNN)")
+    c.add_argument("--config", required=True, help="experiments/fluidgpt/compare.yaml")
+    c.add_argument("--output", required=True, help="compare.csv")
+    c.add_argument("--split", default=None, choices=("grouped", "random", "both"),
+                   help="default: split.kind of the config")
+    c.add_argument("--no-plots", dest="plots", action="store_false")
+    c.add_argument("overrides", nargs="*", metavar="section.key=value")
+    c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser("demo", help="compare all models on the demo data (a few minutes)")
+    d.add_argument("--config", default=None, help=f"default: {DEMO_CONFIG}")
+    d.add_argument("--data", default=None,
+                   help=f"a built dataset (default: {BUILT_DATASET} when it exists, else the "
+                        "shipped sample)")
+    d.add_argument("--output", default=str(DEMO_OUTPUT))
+    d.add_argument("overrides", nargs="*", metavar="section.key=value")
+    d.set_defaults(func=cmd_demo)
     return parser
 
 
+def _quiet() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError
+    from .sources import OpenFOAMNotFoundError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    _quiet()
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError, FileNotFoundError, FileExistsError, ValueError, KeyError,
+            OpenFOAMNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"fluidgpt {args.command}: error: {' '.join(str(message).split())}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

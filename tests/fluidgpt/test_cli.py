@@ -1,0 +1,121 @@
+"""The fluidgpt command line: the shipped experiments, one end-to-end run, error paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from fluidgpt import compare as C
+from fluidgpt.cli import DEMO_CONFIG, main
+from fluidgpt.schema import open_dataset
+from tests.fluidgpt.test_compare import TINY, tiny_experiment
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "fluidgpt"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, *argv: str) -> str:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"fluidgpt {argv[0]}: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["paper", "compare", "demo"])
+def test_shipped_experiments_are_valid(name):
+    config = C.load_experiment(EXPERIMENTS / f"{name}.yaml")
+    assert set(config) == set(C.DEFAULTS)
+    if name == "paper":
+        assert config["split"]["kind"] == "both"  # the leak, side by side
+        assert config["models"]["gpt"]["model"]["preset"] == "paper"
+        assert config["data"]["conditions"] == "all"
+    assert DEMO_CONFIG == EXPERIMENTS / "demo.yaml"
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = run(capsys)
+    assert code == 0 and "compare" in out and "predict" in out
+
+
+def test_bad_input_ends_with_one_line_and_status_2(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budget:\n  secnds: 3\n")
+    assert "secnds" in error_line(capsys, "fit", "--config", str(bad))
+    assert "no such experiment" in error_line(capsys, "fit", "--config",
+                                              str(tmp_path / "none.yaml"))
+    good = Path(__file__).parents[2] / "experiments" / "fluidgpt" / "compare.yaml"
+    assert "section.key=value" in error_line(capsys, "compare", "--config", str(good),
+                                             "--output", "x.csv", "budget")
+    assert "no such checkpoint" in error_line(capsys, "predict", "--checkpoint", "none.ckpt",
+                                              "--conditions", "a=1", "--output", "p.zarr")
+    assert "either --conditions" in error_line(capsys, "predict", "--checkpoint", "x.ckpt",
+                                               "--output", "p.zarr")
+    assert ".zarr or .nc" in error_line(capsys, "predict", "--checkpoint", "x.ckpt",
+                                        "--conditions", "a=1", "--output", "p.csv")
+    assert "no such checkpoint" in error_line(capsys, "evaluate", "--checkpoint", "none.ckpt")
+    assert "no such recipe" in error_line(capsys, "dataset", "build", "--recipe",
+                                          str(tmp_path / "r.yaml"), "--output", "x.zarr")
+    assert "--overwrite" in error_line(capsys, "dataset", "build", "--recipe", str(bad),
+                                       "--output", str(bad))
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--config", str(bad), "--output", "x.csv", "--split", "diagonal"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
+    tiny_experiment(tmp_path)  # writes the mock dataset
+    config = {"data": {"path": str(tmp_path / "mock.nc")}, "split": {"kind": "grouped"},
+              "output": str(tmp_path / "run")}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, out, _ = run(capsys, "fit", "--config", str(path), *TINY)
+    assert code == 0, out
+    run_dir = tmp_path / "run"
+    for name in ("gpt.ckpt", "gpt_fold0.ckpt", "gpt_fold1.ckpt", "erosion.ckpt", "scores.csv"):
+        assert (run_dir / name).is_file(), name
+        if name.endswith(".ckpt"):
+            torch.load(run_dir / name, weights_only=True)
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert tuple(scores.columns) == C.TABLE_COLUMNS
+    assert set(zip(scores["target"], scores["metric"])) == {
+        ("trajectory", "mse"), ("trajectory", "r2"), ("erosion", "r2"),
+        ("erosion", "rel_peak_error")}
+
+    ds = open_dataset(tmp_path / "mock.nc")
+    case = ds["conditions"].isel(case=3)
+    conditions = ",".join(f"{n}={float(v)!r}" for n, v in
+                          zip(ds["condition"].values, case.values)
+                          if n != "particle_density")  # constant in the mock grid
+    code, out, err = run(capsys, "predict", "--checkpoint", str(run_dir / "gpt.ckpt"),
+                         "--checkpoint", str(run_dir / "erosion.ckpt"), "--conditions",
+                         conditions, "--output", str(tmp_path / "pred.zarr"))
+    assert code == 0, err
+    pred = open_dataset(tmp_path / "pred.zarr")
+    assert pred.sizes["case"] == 1 and "erosion_rate" in pred
+    assert "missing ['restitution']" in error_line(
+        capsys, "predict", "--checkpoint", str(run_dir / "gpt.ckpt"), "--conditions",
+        "main_inlet_speed=9", "--output", str(tmp_path / "p.nc"))
+
+    csv = tmp_path / "eval.csv"
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", str(run_dir / "gpt.ckpt"),
+                       "--checkpoint", str(run_dir / "erosion.ckpt"), "--data",
+                       str(tmp_path / "mock.nc"), "--split", "grouped", "--output", str(csv))
+    assert code == 0
+    evaluated = pd.read_csv(csv).set_index(["target", "metric"])["value"]
+    fitted = scores.set_index(["target", "metric"])["value"]
+    # The same held-out cases, the same models: the scores of fit are reproduced.
+    pd.testing.assert_series_equal(evaluated.sort_index(), fitted.sort_index(), rtol=1e-5)
+    assert "trained on the grouped split" in error_line(
+        capsys, "evaluate", "--checkpoint", str(run_dir / "gpt.ckpt"), "--data",
+        str(tmp_path / "mock.nc"), "--split", "random")
