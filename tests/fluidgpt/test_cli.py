@@ -103,9 +103,11 @@ def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
     assert code == 0, err
     pred = open_dataset(tmp_path / "pred.zarr")
     assert pred.sizes["case"] == 1 and "erosion_rate" in pred
-    assert "missing ['restitution']" in error_line(
-        capsys, "predict", "--checkpoint", str(run_dir / "gpt.ckpt"), "--conditions",
-        "main_inlet_speed=9", "--output", str(tmp_path / "p.nc"))
+    message = error_line(capsys, "predict", "--checkpoint", str(run_dir / "gpt.ckpt"),
+                         "--conditions", "main_inlet_speed=9", "--output",
+                         str(tmp_path / "p.nc"))
+    assert "missing [" in message and "'restitution'" in message
+    assert not (tmp_path / "p.nc").exists()
 
     csv = tmp_path / "eval.csv"
     code, out, _ = run(capsys, "evaluate", "--checkpoint", str(run_dir / "gpt.ckpt"),
