@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet() -> None:
+    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO when imported)
+
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*")

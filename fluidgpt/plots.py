@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import colors  # noqa: E402
 
 __all__ = ["plot_trajectories", "plot_erosion", "plot_learning_curves", "read_metrics_csv"]
 
@@ -35,9 +36,9 @@ def plot_trajectories(true: np.ndarray, predictions: Mapping[str, np.ndarray],
                       particles: Sequence[int] | None = None) -> Path:
     """One case's particle paths: true (T, P, 3) against each model's (T, P, 3), metres.
 
-    Panels: the x-y plane (the elbow's plane) and each coordinate against the step. Only
-    the valid true steps are drawn; ``particles`` picks a few (default: up to 6 spread over
-    the injection order).
+    Panels: the x-y plane (the elbow's plane) and each coordinate against the step, over the
+    steps where the true particle is in the domain (the models do not predict when it
+    leaves); ``particles`` picks a few (default: up to 6 spread over the injection order).
     """
     true = np.asarray(true)
     T, P, _ = true.shape
@@ -52,7 +53,7 @@ def plot_trajectories(true: np.ndarray, predictions: Mapping[str, np.ndarray],
         style = _STYLES.get(name, dict(color=_COLOURS[(n - 1) % len(_COLOURS)], lw=1.3,
                                        ls="--"))
         for i, p in enumerate(particles):
-            m = valid[:, p] if name == "true" else np.ones(T, dtype=bool)
+            m = valid[:, p]
             label = name if i == 0 else None
             axes[0].plot(traj[m, p, 0], traj[m, p, 1], label=label, **style)
             for a in range(3):
@@ -81,16 +82,20 @@ def plot_erosion(face_centre: np.ndarray, true: np.ndarray, pred: np.ndarray,
         t = t / t.max() if t.max() > 0 else t
         p = p / p.max() if p.max() > 0 else p
         unit = "/ max"
-    order = np.argsort(c[:, 2])  # draw the far wall first
     vmax = max(t.max(), p.max())
     err = p - t
     emax = float(np.abs(err).max()) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharex=True, sharey=True)
-    panels = [("true", t, "viridis", 0.0, vmax), ("predicted", p, "viridis", 0.0, vmax),
-              ("predicted - true", err, "RdBu_r", -emax, emax)]
-    for ax, (name, values, cmap, lo, hi) in zip(axes, panels):
-        sc = ax.scatter(c[order, 0], c[order, 1], c=values[order], s=4, cmap=cmap, vmin=lo,
-                        vmax=hi)
+    # Erosion sits on a few faces: a square-root colour scale, and the strongest faces drawn
+    # last and larger, so that the faces behind them in the projection do not hide them.
+    panels = [("true", t, "viridis", colors.PowerNorm(0.5, 0.0, vmax)),
+              ("predicted", p, "viridis", colors.PowerNorm(0.5, 0.0, vmax)),
+              ("predicted - true", err, "RdBu_r", colors.Normalize(-emax, emax))]
+    for ax, (name, values, cmap, norm) in zip(axes, panels):
+        order = np.argsort(np.abs(values))
+        size = 3 + 30 * np.abs(values[order]) / (np.abs(values).max() or 1.0)
+        sc = ax.scatter(c[order, 0], c[order, 1], c=values[order], s=size, cmap=cmap,
+                        norm=norm)
         ax.set(title=name, xlabel="x (m)")
         ax.set_aspect("equal")
         fig.colorbar(sc, ax=ax, shrink=0.8, label=f"erosion ({unit})")
@@ -114,9 +119,13 @@ def read_metrics_csv(path: str | Path) -> pd.DataFrame:
 
 
 def plot_learning_curves(logs: Mapping[str, str | Path], path: str | Path,
-                         metrics: Sequence[str] = ("train/loss_epoch", "val/loss"),
+                         metrics: Sequence[str] = ("train/loss_epoch", "val/mse"),
                          title: str = "") -> Path:
-    """Loss against epoch from Lightning CSV logs, one line per (run, metric), log scale."""
+    """Loss against epoch from Lightning CSV logs, one line per (run, metric), log scale.
+
+    The default pair: the training loss (for a GPT the teacher-forced one-step loss, for an
+    LSTM the whole free-running sequence) and, for runs with a validation fold, ``val/mse``:
+    x, y, z of the validation cases rolled out from step 0 (comparable across models)."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     drawn = 0
     for n, (name, log_path) in enumerate(logs.items()):
@@ -129,7 +138,7 @@ def plot_learning_curves(logs: Mapping[str, str | Path], path: str | Path,
                 drawn += 1
     if not drawn:
         raise ValueError(f"none of {list(metrics)} is in the logs {list(logs)}")
-    ax.set(xlabel="epoch", ylabel="loss (scaled units)", yscale="log",
+    ax.set(xlabel="epoch", ylabel="loss / MSE (scaled units)", yscale="log",
            title=title or "learning curves")
     ax.legend(fontsize=8)
     return _save(fig, path)
