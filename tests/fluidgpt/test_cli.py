@@ -72,7 +72,6 @@ def test_bad_input_ends_with_one_line_and_status_2(capsys, tmp_path):
     assert exc.value.code == 2
 
 
-@pytest.mark.slow
 def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
     tiny_experiment(tmp_path)  # writes the mock dataset
     config = {"data": {"path": str(tmp_path / "mock.nc")}, "split": {"kind": "grouped"},
