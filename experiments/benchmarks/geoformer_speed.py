@@ -75,7 +75,7 @@ def main() -> None:
         sync()
         result[name] = (time.perf_counter() - t0) / a.repeats
         if device == "cuda":
-            result[name.replace("_s", "_peak_gib")] = torch.cuda.max_memory_allocated() / 2**30
+            result[name[:-2] + "_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     print(json.dumps(result, indent=2))
 
 
