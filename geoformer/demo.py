@@ -24,6 +24,7 @@ def _experiment(demo: dict[str, Any], store: str, splits: dict[str, slice],
                 model: dict[str, Any], runs: Path) -> dict[str, Any]:
     exp = _merge(copy.deepcopy(DEFAULTS), demo.get("experiment", {}))
     lead = int(model["lead_hours"])
+    exp = _merge(exp, model.get("experiment", {}))
     if model.get("max_time"):
         exp["trainer"]["max_time"] = model["max_time"]
     exp["data"].update(store=store, lead_hours=lead,
@@ -71,8 +72,21 @@ def run_demo(config: str | Path, output: str | Path | None = None) -> Path:
     for model in demo["models"]:
         print(f"== training the {model['lead_hours']} h model "
               f"(at most {model.get('max_time', 'unlimited')})")
-        checkpoints.append(fit(_experiment(demo, store, splits, model, out / "runs")))
-        print(f"   {checkpoints[-1]}")
+        checkpoint = fit(_experiment(demo, store, splits, model, out / "runs"))
+        print(f"   {checkpoint}")
+        tune = model.get("fine_tune")
+        if tune:
+            steps = tune.get("experiment", {}).get("data", {}).get("rollout_steps", 1)
+            print(f"== fine-tuning the {model['lead_hours']} h model on {steps}-step rollouts "
+                  f"(at most {tune.get('max_time', 'unlimited')})")
+            exp = _experiment(demo, store, splits, {**model, "max_time": tune.get("max_time")},
+                              out / "runs")
+            exp = _merge(exp, tune.get("experiment", {}))
+            exp["init_from"] = str(checkpoint)
+            exp["output"]["name"] = f"geoformer-{model['lead_hours']}h-rollout"
+            checkpoint = fit(exp)
+            print(f"   {checkpoint}")
+        checkpoints.append(checkpoint)
 
     fc_cfg = demo["forecast"]
     lead_hours = pd.Timedelta(fc_cfg["lead_time"])

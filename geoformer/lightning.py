@@ -8,6 +8,7 @@ loads with ``torch.load(weights_only=True)`` and nothing else.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,12 @@ class GeoFormerModule(L.LightningModule):
         loss_weights: per-variable MAE weights (default: Pangu's); surface_weight: weight of
             the surface term relative to the upper-air term (0.25 in the paper).
         lr, weight_decay, warmup_steps, min_lr: AdamW with linear warm-up then cosine decay.
+        schedule_seconds: None (the default) spreads the cosine over the trainer's steps
+            (max_epochs or max_steps); a number spreads it over that many seconds of training
+            wall-clock instead, for runs cut by a time budget (``trainer.max_time``), so the
+            learning rate has decayed when time runs out. The clock starts with each fit.
+        loss_kind: "mae" (the paper) or "mse" (the squared error of the same weighted terms,
+            which targets the conditional mean that RMSE rewards).
         rollout_steps: > 1 trains on a multi-step rollout (mean loss over the steps).
         residual: the network predicts the change of the normalised state over one lead time
             (state + net(state)) instead of the next state itself, as Pangu-Weather does
@@ -61,9 +68,15 @@ class GeoFormerModule(L.LightningModule):
                  constants: Tensor | None = None, loss_weights: Mapping[str, float] | None = None,
                  surface_weight: float = 0.25, lr: float = 5e-4, weight_decay: float = 3e-6,
                  warmup_steps: int = 100, min_lr: float = 0.0, rollout_steps: int = 1,
-                 residual: bool = False, data: Mapping[str, Any] | None = None) -> None:
+                 residual: bool = False, data: Mapping[str, Any] | None = None,
+                 schedule_seconds: float | None = None, loss_kind: str = "mae") -> None:
         super().__init__()
+        if loss_kind not in ("mae", "mse"):
+            raise ValueError(f"loss_kind must be 'mae' or 'mse', found {loss_kind!r}")
+        if schedule_seconds is not None and not schedule_seconds > 0:
+            raise ValueError(f"schedule_seconds must be positive, found {schedule_seconds!r}")
         self.save_hyperparameters(ignore=["constants"])
+        self._fit_start: float | None = None
         self.config = GeoFormerConfig.from_dict(dict(model))
         if (len(latitude), len(longitude)) != self.config.grid:
             raise ValueError(f"grid coordinates ({len(latitude)} x {len(longitude)}) do not "
@@ -96,10 +109,12 @@ class GeoFormerModule(L.LightningModule):
     # ---------------------------------------------------------------------------- losses
     def loss(self, pred: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor]) -> Tensor:
         """Weighted MAE in normalised space: mean over variables of w_v * MAE_v, with the
-        surface term weighted ``surface_weight`` relative to the upper-air term."""
+        surface term weighted ``surface_weight`` relative to the upper-air term (squared
+        errors instead of absolute ones with ``loss_kind="mse"``)."""
         (pu, ps), (tu, ts) = pred, target
-        upper = ((pu - tu).abs().mean(dim=(0, 2, 3, 4)) * self.upper_weights).mean()
-        surface = ((ps - ts).abs().mean(dim=(0, 2, 3)) * self.surface_weights).mean()
+        err = torch.abs if self.hparams.loss_kind == "mae" else torch.square
+        upper = (err(pu - tu).mean(dim=(0, 2, 3, 4)) * self.upper_weights).mean()
+        surface = (err(ps - ts).mean(dim=(0, 2, 3)) * self.surface_weights).mean()
         return upper + self.hparams.surface_weight * surface
 
     def _shared_step(self, batch: dict[str, Tensor], steps: int) -> tuple[Tensor, list]:
@@ -164,6 +179,13 @@ class GeoFormerModule(L.LightningModule):
         return self._evaluate(batch, "test")
 
     # ------------------------------------------------------------------------ optimiser
+    def on_fit_start(self) -> None:
+        self._fit_start = time.monotonic()
+
+    def training_seconds(self) -> float:
+        """Wall-clock seconds since this fit started (0 before it starts)."""
+        return 0.0 if self._fit_start is None else time.monotonic() - self._fit_start
+
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.net.param_groups(hp.weight_decay), lr=hp.lr)
@@ -171,10 +193,15 @@ class GeoFormerModule(L.LightningModule):
         warmup = min(hp.warmup_steps, max(total - 1, 0))
         floor = hp.min_lr / hp.lr if hp.lr > 0 else 0.0
 
+        seconds = hp.schedule_seconds
+
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            if seconds:
+                progress = min(self.training_seconds() / seconds, 1.0)
+            else:
+                progress = min((step - warmup) / max(total - warmup, 1), 1.0)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

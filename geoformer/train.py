@@ -6,8 +6,9 @@ and data.val); unknown keys are errors, so a typo never silently trains the wron
     model:    {preset: small-5.625, <any GeoFormerConfig field>: ...}
     data:     {store, lead_hours, train: [start, stop], val: [...], test: [...], batch_size,
                num_workers, rollout_steps, upper_vars, surface_vars, levels}
-    optim:    {lr, weight_decay, warmup_steps, min_lr}
-    loss:     {surface_weight, weights: {variable: weight}}
+    optim:    {lr, weight_decay, warmup_steps, min_lr, schedule}  (schedule: steps | time;
+               time spreads the cosine over trainer.max_time instead of the step count)
+    loss:     {kind: mae | mse, surface_weight, weights: {variable: weight}}
     task:     {residual}  (predict the state's change instead of the state; Pangu: false)
     trainer:  {max_epochs, max_steps, max_time, accelerator, devices, precision,
                gradient_clip_val, accumulate_grad_batches, log_every_n_steps, seed,
@@ -39,8 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "data": {"store": None, "lead_hours": 24, "train": None, "val": None, "test": None,
              "batch_size": 4, "num_workers": 0, "rollout_steps": 1, "upper_vars": None,
              "surface_vars": None, "levels": None, "in_memory": None},
-    "optim": {"lr": 5e-4, "weight_decay": 3e-6, "warmup_steps": 100, "min_lr": 0.0},
-    "loss": {"surface_weight": 0.25, "weights": {}},
+    "optim": {"lr": 5e-4, "weight_decay": 3e-6, "warmup_steps": 100, "min_lr": 0.0,
+              "schedule": "steps"},
+    "loss": {"kind": "mae", "surface_weight": 0.25, "weights": {}},
     "task": {"residual": False},
     "trainer": {"max_epochs": 100, "max_steps": -1, "max_time": None, "accelerator": "auto",
                 "devices": "auto", "precision": "auto", "gradient_clip_val": None,
@@ -122,6 +124,33 @@ def resolve_store(store: str) -> str:
     return store
 
 
+def max_time_seconds(value: Any) -> float:
+    """trainer.max_time ("DD:HH:MM:SS", or a mapping of days/hours/minutes/seconds) in s."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"days", "hours", "minutes", "seconds"}
+        if unknown:
+            raise ConfigError(f"trainer.max_time has unknown keys {sorted(unknown)}")
+        return float(value.get("days", 0) * 86400 + value.get("hours", 0) * 3600
+                     + value.get("minutes", 0) * 60 + value.get("seconds", 0))
+    parts = str(value).split(":")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"trainer.max_time must look like DD:HH:MM:SS, found {value!r}")
+    d, h, m, s = (int(p) for p in parts)
+    return float(d * 86400 + h * 3600 + m * 60 + s)
+
+
+def _schedule_seconds(experiment: dict) -> float | None:
+    schedule = experiment["optim"]["schedule"]
+    if schedule == "steps":
+        return None
+    if schedule != "time":
+        raise ConfigError(f"optim.schedule must be 'steps' or 'time', found {schedule!r}")
+    if experiment["trainer"]["max_time"] is None:
+        raise ConfigError("optim.schedule=time needs trainer.max_time (the time budget the "
+                          "learning-rate schedule spans)")
+    return max_time_seconds(experiment["trainer"]["max_time"])
+
+
 def _precision(choice: str) -> str:
     if choice != "auto":
         return choice
@@ -160,6 +189,9 @@ def fit(experiment: dict) -> Path:
     from .normalization import Normalizer, normalized_constants
 
     d, o, t = experiment["data"], experiment["optim"], experiment["trainer"]
+    schedule_seconds = _schedule_seconds(experiment)
+    if experiment["loss"]["kind"] not in ("mae", "mse"):
+        raise ConfigError(f"loss.kind must be 'mae' or 'mse', found {experiment['loss']['kind']!r}")
     L.seed_everything(t["seed"], workers=True)
     dm = GeoDataModule(resolve_store(d["store"]), d["lead_hours"], d["train"], d["val"],
                        d["test"], d["upper_vars"], d["surface_vars"], None, d["levels"],
@@ -180,7 +212,8 @@ def fit(experiment: dict) -> Path:
         surface_weight=experiment["loss"]["surface_weight"], lr=o["lr"],
         weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"], min_lr=o["min_lr"],
         rollout_steps=d["rollout_steps"], residual=experiment["task"]["residual"],
-        data=dm.describe())
+        data=dm.describe(), schedule_seconds=schedule_seconds,
+        loss_kind=experiment["loss"]["kind"])
     if experiment["init_from"]:
         source = load_module(experiment["init_from"])
         if source.config.replace(name=config.name, drop_path=config.drop_path,

@@ -123,8 +123,10 @@ def mock_era5(n_time: int = 8, grid=(8, 16), levels=(1000, 850, 500), freq: str 
     return ds
 
 
-def tiny_module(ds, lead_hours: int = 6, seed: int = 0, **config_overrides):
-    """An untrained GeoFormerModule for a mock_era5-like dataset (statistics from ``ds``)."""
+def tiny_module(ds, lead_hours: int = 6, seed: int = 0, module_args: dict | None = None,
+                **config_overrides):
+    """An untrained GeoFormerModule for a mock_era5-like dataset (statistics from ``ds``);
+    ``module_args`` go to GeoFormerModule, other keywords to the network configuration."""
     from geoformer.data import variables_in
     from geoformer.lightning import GeoFormerModule
     from geoformer.normalization import Normalizer, compute_statistics, normalized_constants
@@ -141,4 +143,5 @@ def tiny_module(ds, lead_hours: int = 6, seed: int = 0, **config_overrides):
         normalization=Normalizer.from_statistics(stats, upper, surface, levels).to_dict(),
         lead_hours=lead_hours, latitude=ds.latitude.values.tolist(),
         longitude=ds.longitude.values.tolist(),
-        constants=normalized_constants(ds, stats, static), warmup_steps=2)
+        constants=normalized_constants(ds, stats, static),
+        **{"warmup_steps": 2, **(module_args or {})})

@@ -118,3 +118,45 @@ def test_residual_task_adds_the_network_output_to_the_state():
     ru, rs = residual(u, s)
     torch.testing.assert_close(ru, u + pu)
     torch.testing.assert_close(rs, s + ps)
+
+
+def test_mse_loss_squares_the_same_weighted_terms():
+    ds = mock_era5()
+    module = tiny_module(ds, module_args={"loss_kind": "mse"})
+    cfg = module.config
+    B, (H, W) = 1, cfg.grid
+    V, Z, S = len(cfg.upper_vars), len(cfg.levels), len(cfg.surface_vars)
+    zero_u, zero_s = torch.zeros(B, V, Z, H, W), torch.zeros(B, S, H, W)
+    pu = zero_u.clone()
+    pu[:, cfg.upper_vars.index("temperature")] = 3.0
+    ps = zero_s.clone()
+    ps[:, cfg.surface_vars.index("mean_sea_level_pressure")] = -2.0
+    loss = module.loss((pu, ps), (zero_u, zero_s))
+    expected = 9.0 * PANGU_LOSS_WEIGHTS["temperature"] / V + 0.25 * 4.0 * PANGU_LOSS_WEIGHTS[
+        "mean_sea_level_pressure"] / S
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_time_schedule_decays_with_training_seconds_not_steps():
+    ds = mock_era5()
+    module = tiny_module(ds, module_args={"schedule_seconds": 100.0})
+
+    class _Trainer:
+        estimated_stepping_batches = 10**6  # a step-based cosine would barely have moved
+
+    module._trainer = _Trainer()
+    sched = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    factor = sched.lr_lambdas[0]
+    assert factor(0) == pytest.approx(0.5)  # warm-up (2 steps) is still by steps
+    clock = {"now": 0.0}
+    module.training_seconds = lambda: clock["now"]
+    for seconds, expected in ((0.0, 1.0), (50.0, 0.5), (100.0, 0.0), (250.0, 0.0)):
+        clock["now"] = seconds
+        assert factor(5) == pytest.approx(expected, abs=1e-12), seconds
+
+
+def test_bad_loss_kind_and_schedule_are_rejected():
+    with pytest.raises(ValueError, match="loss_kind must be 'mae' or 'mse'"):
+        tiny_module(mock_era5(), module_args={"loss_kind": "huber"})
+    with pytest.raises(ValueError, match="schedule_seconds must be positive"):
+        tiny_module(mock_era5(), module_args={"schedule_seconds": 0})

@@ -26,3 +26,21 @@ def test_unknown_keys_and_missing_essentials_are_errors(tmp_path):
         load_experiment(None, ["data.store=x.zarr"])
     with pytest.raises(ConfigError, match="section.key=value"):
         load_experiment(None, [*ESSENTIAL, "trainer.max_epochs"])
+
+
+def test_time_schedule_needs_a_time_budget_and_reads_it():
+    from geoformer.train import _schedule_seconds, max_time_seconds
+
+    assert max_time_seconds("00:01:02:03") == 3723.0
+    assert max_time_seconds({"minutes": 9}) == 540.0
+    with pytest.raises(ConfigError, match="DD:HH:MM:SS"):
+        max_time_seconds("9 minutes")
+    exp = load_experiment(None, [*ESSENTIAL, "optim.schedule=time"])
+    with pytest.raises(ConfigError, match="needs trainer.max_time"):
+        _schedule_seconds(exp)
+    exp = load_experiment(None, [*ESSENTIAL, "optim.schedule=time",
+                                 "trainer.max_time=00:00:09:00"])
+    assert _schedule_seconds(exp) == 540.0
+    assert _schedule_seconds(load_experiment(None, ESSENTIAL)) is None
+    with pytest.raises(ConfigError, match="'steps' or 'time'"):
+        _schedule_seconds(load_experiment(None, [*ESSENTIAL, "optim.schedule=epochs"]))
