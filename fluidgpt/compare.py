@@ -467,18 +467,26 @@ def forecast(module: Any, cases: CaseTensors, chunk: int = 64) -> Tensor:
 
 
 @torch.no_grad()
-def predict_erosion(module: ErosionModule, cases: CaseTensors,
-                    chunk: int = 64) -> Tensor:
+def predict_erosion(module: ErosionModule, cases: CaseTensors, chunk: int = 64,
+                    with_peak: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Erosion (N, faces): rates in kg m-2 s-1 with a magnitude head, else the pattern
-    (map / its max, no unit) the paper's CNN predicts."""
+    (map / its max, no unit) the paper's CNN predicts.
+
+    with_peak: also return the predicted peak (N,): exp(log_peak) in kg m-2 s-1 with a
+    magnitude head, else 1 (the pattern's own unit). The predicted pattern is map / peak; the
+    maximum of the map is not the peak (an uncertain model spreads its pattern out).
+    """
     module.eval()
-    out = []
+    out, peaks = [], []
     for i in range(0, len(cases), chunk):
         part = cases.subset(np.arange(i, min(i + chunk, len(cases))))
         batch = scaled_batch(part, module.scalers, 3)
         pred = module.predict_step(batch)
         out.append(pred["rate"] if "rate" in pred else pred["pattern"])
-    return torch.cat(out)
+        peaks.append(pred["log_peak"].exp() if "log_peak" in pred
+                     else torch.ones(len(part), dtype=out[-1].dtype))
+    maps = torch.cat(out)
+    return (maps, torch.cat(peaks)) if with_peak else maps
 
 
 # --------------------------------------------------------------------------------- jobs
@@ -531,6 +539,7 @@ class JobResult:
     checkpoint: Path | None
     magnitude_head: bool = False
     module: Any = None
+    peak: Tensor | None = None  # erosion jobs: the predicted peak of each case (N,)
 
 
 def run_job(job: Job, keep_module: bool = True) -> JobResult:
@@ -542,13 +551,14 @@ def run_job(job: Job, keep_module: bool = True) -> JobResult:
                              seed=job.seed)
         trained = train_module(module, dm, job.seconds, job.epochs, job.log_dir, job.info,
                                job.checkpoint, job.seed)
+        peak = None
         if job.kind == "erosion":
-            prediction = predict_erosion(module, job.predict)
+            prediction, peak = predict_erosion(module, job.predict, with_peak=True)
         else:
             prediction = forecast(module, job.predict)
     return JobResult(job.tag, prediction, trained.seconds, trained.epochs, trained.log_dir,
                      trained.checkpoint, bool(getattr(module.config, "magnitude_head", False)),
-                     module if keep_module else None)
+                     module if keep_module else None, peak)
 
 
 def _quiet_worker() -> None:
@@ -712,11 +722,16 @@ def _trajectory_scores(pred: Tensor, truth: CaseTensors) -> dict[str, float]:
                              to_dataarray(truth.valid, "valid"))
 
 
-def _erosion_scores(pred: Tensor, truth: CaseTensors, has_magnitude: bool) -> dict[str, float]:
+def _erosion_scores(pred: Tensor, truth: CaseTensors, has_magnitude: bool,
+                    peak: Tensor | None = None) -> dict[str, float]:
+    """Scores of predicted maps; ``peak`` (N,): the predicted peak of each case when the
+    model predicts it apart from the pattern (see :func:`predict_erosion`), None for a map
+    whose own maximum is its peak (a copied case)."""
     p, t = to_dataarray(pred, "erosion"), to_dataarray(truth.erosion, "erosion")
+    q = None if peak is None else xr.DataArray(peak.detach().cpu().numpy(), dims=("case",))
     if has_magnitude:
-        return erosion_scores(p, t)
-    return {"r2": erosion_pattern_r2_over_cases_and_faces(p, t)}
+        return erosion_scores(p, t, q)
+    return {"r2": erosion_pattern_r2_over_cases_and_faces(p, t, q)}
 
 
 def _paired_cases(ds: xr.Dataset) -> list[tuple[int, int]]:
@@ -835,7 +850,8 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
         cnn = results[at]
         preds["cnn"] = {"erosion": cnn.prediction}
         rows_cnn = _rows("cnn", "erosion", kind,
-                         _erosion_scores(cnn.prediction, truth, cnn.magnitude_head), cnn.seconds)
+                         _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak),
+                         cnn.seconds)
     # Stage 2 on each model's out-of-fold rollouts.
     stage2 = [m for m in models if m in sources]
     eroded = runner.map([erosion_job(config, data, split, stages[m].oof, stages[m].test, m,
@@ -858,7 +874,7 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
             cnn = eroded[stage2.index(model)]
             preds[model]["erosion"] = cnn.prediction
             rows += _rows(model, "erosion", kind,
-                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head),
+                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak),
                           cnn.seconds + stage.fold_seconds)
     if "cfd" in sources:
         rows += rows_cnn
@@ -951,7 +967,7 @@ def run_fit(config: Mapping, echo: Callable[[str], None] = print) -> dict[str, A
                               out / "erosion.ckpt")
             cnn = runner.map([job])[0]
             rows += _rows(model, "erosion", kind,
-                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head),
+                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak),
                           cnn.seconds + stage.fold_seconds)
             paths["erosion"] = cnn.checkpoint
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
@@ -997,7 +1013,8 @@ def evaluate_checkpoints(trajectory: str | Path, erosion: str | Path | None, ds:
             raise ValueError(f"{erosion} is a {cnn.kind} checkpoint, not an erosion model")
         if truth.erosion is None:
             raise ValueError("the dataset has no erosion_rate to score the erosion model on")
-        rate = predict_erosion(cnn, truth.with_positions(pred))
+        rate, peak = predict_erosion(cnn, truth.with_positions(pred), with_peak=True)
         rows += _rows(name, "erosion", kind,
-                      _erosion_scores(rate, truth, cnn.config.magnitude_head), float("nan"))
+                      _erosion_scores(rate, truth, cnn.config.magnitude_head, peak),
+                      float("nan"))
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))

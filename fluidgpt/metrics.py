@@ -4,9 +4,16 @@ Trajectories: DataArrays (case, particle, step, xyz) in metres with a validity m
 (case, particle, step); every score skips step 0 (the true first step each rollout starts
 from) and the entries where the true particle is not valid (not yet injected, or gone).
 
-Erosion: DataArrays (case, face) of rates in kg m-2 s-1. The R^2 is the paper's: each map
-divided by its own maximum (the pattern), then one R^2 over every wall face of every case
+Erosion: DataArrays (case, face) of rates in kg m-2 s-1. The R^2 is the paper's: each true
+map divided by its own maximum (the pattern), then one R^2 over every wall face of every case
 together; the magnitude, which that throws away, is scored by ``rel_peak_error``.
+
+A model that predicts the peak rate of each case separately (``pred_peak``, (case,): the
+magnitude head) has predicted the pattern too: ``pred / pred_peak``, scored as it is, as the
+paper scored its CNN's output against the normalised truth. Dividing such a prediction by its
+own maximum instead would blow up every hedged (spread out) pattern: the per-face mean of the
+true held-out patterns themselves scores far below zero that way. Without ``pred_peak`` (a
+copied map, e.g. the nearest training case) the prediction's own maximum is its peak.
 
 Names say the averaging order: ``mse_over_valid`` averages the squared error over every
 valid (case, particle, step, xyz) at once; ``r2_per_xyz_then_mean`` computes one R^2 per
@@ -24,6 +31,7 @@ __all__ = [
     "erosion_pattern_r2_over_cases_and_faces",
     "rel_peak_error_mean_over_cases",
     "max_normalised",
+    "predicted_pattern",
     "trajectory_scores",
     "erosion_scores",
 ]
@@ -91,10 +99,29 @@ def max_normalised(rate: xr.DataArray) -> xr.DataArray:
     return xr.where(peak > 0, rate / peak.where(peak > 0, 1.0), 0.0)
 
 
-def erosion_pattern_r2_over_cases_and_faces(pred: xr.DataArray, true: xr.DataArray) -> float:
-    """R^2 of the max-normalised maps over every (case, face) together (the paper's R^2)."""
+def _check_peak(pred: xr.DataArray, pred_peak: xr.DataArray | None) -> None:
+    if pred_peak is None:
+        return
+    if pred_peak.dims != ("case",) or pred_peak.sizes["case"] != pred.sizes["case"]:
+        raise ValueError(f"pred_peak must have dims ('case',) and {pred.sizes['case']} cases, "
+                         f"found {pred_peak.dims} {dict(pred_peak.sizes)}")
+    if not bool((pred_peak > 0).all()):
+        raise ValueError("pred_peak must be positive (a predicted maximum rate)")
+
+
+def predicted_pattern(pred: xr.DataArray, pred_peak: xr.DataArray | None = None) -> xr.DataArray:
+    """The predicted pattern: pred / pred_peak when the peak was predicted separately, else
+    pred divided by its own maximum (:func:`max_normalised`)."""
+    _check_peak(pred, pred_peak)
+    return max_normalised(pred) if pred_peak is None else pred / pred_peak
+
+
+def erosion_pattern_r2_over_cases_and_faces(pred: xr.DataArray, true: xr.DataArray,
+                                            pred_peak: xr.DataArray | None = None) -> float:
+    """R^2 of the patterns over every (case, face) together (the paper's R^2): the true maps
+    divided by their maxima against :func:`predicted_pattern`."""
     _check_maps(pred, true)
-    p, t = max_normalised(pred), max_normalised(true)
+    p, t = predicted_pattern(pred, pred_peak), max_normalised(true)
     ss_res = float(((p - t) ** 2).sum())
     ss_tot = float(((t - t.mean()) ** 2).sum())
     if ss_tot == 0:
@@ -102,10 +129,14 @@ def erosion_pattern_r2_over_cases_and_faces(pred: xr.DataArray, true: xr.DataArr
     return 1.0 - ss_res / ss_tot
 
 
-def rel_peak_error_mean_over_cases(pred: xr.DataArray, true: xr.DataArray) -> float:
-    """|predicted peak - true peak| / true peak of each case's map, averaged over cases."""
+def rel_peak_error_mean_over_cases(pred: xr.DataArray, true: xr.DataArray,
+                                   pred_peak: xr.DataArray | None = None) -> float:
+    """|predicted peak - true peak| / true peak of each case's map, averaged over cases; the
+    predicted peak is ``pred_peak`` when given, else the maximum of ``pred``."""
     _check_maps(pred, true)
-    peak_true, peak_pred = true.max("face"), pred.max("face")
+    _check_peak(pred, pred_peak)
+    peak_true = true.max("face")
+    peak_pred = pred.max("face") if pred_peak is None else pred_peak
     if not bool((peak_true > 0).all()):
         raise ValueError("a true erosion map has no positive rate: its relative peak error "
                          "is undefined")
@@ -119,10 +150,12 @@ def trajectory_scores(pred: xr.DataArray, true: xr.DataArray,
             "r2": trajectory_r2_per_xyz_then_mean(pred, true, valid)}
 
 
-def erosion_scores(pred: xr.DataArray, true: xr.DataArray) -> dict[str, float]:
-    """{"r2": pattern R^2, "rel_peak_error": mean relative peak error} of erosion maps."""
-    out = {"r2": erosion_pattern_r2_over_cases_and_faces(pred, true),
-           "rel_peak_error": rel_peak_error_mean_over_cases(pred, true)}
+def erosion_scores(pred: xr.DataArray, true: xr.DataArray,
+                   pred_peak: xr.DataArray | None = None) -> dict[str, float]:
+    """{"r2": pattern R^2, "rel_peak_error": mean relative peak error} of erosion maps
+    (``pred_peak``: the predicted maximum rate of each case, when predicted separately)."""
+    out = {"r2": erosion_pattern_r2_over_cases_and_faces(pred, true, pred_peak),
+           "rel_peak_error": rel_peak_error_mean_over_cases(pred, true, pred_peak)}
     if not all(np.isfinite(v) for v in out.values()):
         raise ValueError(f"erosion scores are not finite: {out}")
     return out

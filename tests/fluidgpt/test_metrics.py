@@ -13,6 +13,7 @@ from fluidgpt.metrics import (
     erosion_pattern_r2_over_cases_and_faces,
     erosion_scores,
     max_normalised,
+    predicted_pattern,
     rel_peak_error_mean_over_cases,
     trajectory_mse_over_valid,
     trajectory_r2_per_xyz_then_mean,
@@ -102,6 +103,31 @@ def test_rel_peak_error_by_hand():
     # Case 0: |2 - 1| / 1 = 1; case 1: |2 - 4| / 4 = 0.5.
     assert rel_peak_error_mean_over_cases(pred, true) == pytest.approx(0.75)
     assert erosion_scores(pred, true)["rel_peak_error"] == pytest.approx(0.75)
+
+
+def test_a_predicted_peak_scores_the_pattern_as_predicted_not_renormalised():
+    # Two cases whose erosion sits on different faces. A model unsure which one it is
+    # predicts the per-face mean of their patterns (at the true peaks): the MSE-optimal
+    # hedge. Scored as predicted (map / predicted peak) it cannot fall below zero: its
+    # squared error is the within-face spread, at most the spread around the global mean.
+    true = maps([[0.0, 1.0, 0.0, 0.2], [0.0, 0.0, 3.0, 0.6]])
+    t = max_normalised(true)
+    peak = true.max("face")
+    hedge = t.mean("case") * peak
+    r2 = erosion_pattern_r2_over_cases_and_faces(hedge, true, pred_peak=peak)
+    expected = 1 - float(((t - t.mean("case")) ** 2).sum()) / float(((t - t.mean()) ** 2).sum())
+    assert r2 == pytest.approx(expected) and r2 >= 0
+    xr.testing.assert_allclose(predicted_pattern(hedge, peak), t.mean("case") + 0 * t)
+    # Each map divided by its own maximum instead inflates the hedge and scores worse.
+    assert erosion_pattern_r2_over_cases_and_faces(hedge, true) < r2
+    # The magnitude is the predicted peak, not the maximum of the hedged map.
+    assert rel_peak_error_mean_over_cases(hedge, true, pred_peak=peak) == pytest.approx(0.0)
+    assert erosion_scores(hedge, true, peak)["rel_peak_error"] == pytest.approx(0.0)
+    assert rel_peak_error_mean_over_cases(hedge, true) > 0
+    with pytest.raises(ValueError, match="pred_peak"):
+        erosion_scores(hedge, true, peak.isel(case=[0]))
+    with pytest.raises(ValueError, match="positive"):
+        erosion_scores(hedge, true, 0 * peak)
 
 
 def test_a_map_without_erosion_normalises_to_zero_not_nan():

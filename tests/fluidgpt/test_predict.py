@@ -70,6 +70,16 @@ def test_every_checkpoint_kind_loads_with_weights_only(name, tmp_path):
         assert torch.equal(restored.scalers[key].mean, scaler.mean) and scaler.fitted
 
 
+def test_predicted_erosion_peak_is_the_magnitude_head(trained):
+    module = trained["erosion"].module
+    test = trained["data"].subset(trained["split"].test)
+    rate, peak = C.predict_erosion(module, test, with_peak=True)
+    assert torch.equal(rate, C.predict_erosion(module, test))
+    out = module.predict_step(C.scaled_batch(test, module.scalers, 3))
+    torch.testing.assert_close(peak, out["log_peak"].exp())
+    torch.testing.assert_close(rate / peak[:, None], out["pattern"])
+
+
 def test_data_info_needed_for_prediction(tmp_path, trained):
     plain = tmp_path / "plain.ckpt"
     ckpt = torch.load(trained["tmp"] / "gpt.ckpt", weights_only=True)
