@@ -1,0 +1,61 @@
+"""Train only the erosion stage on the true CFD trajectories of an experiment's split (the
+"cnn" row of ``fluidgpt compare``) and print its held-out erosion scores, next to the
+zero-map and nearest-training-case baselines.
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/fluidgpt/erosion_cfd.py \
+        --config experiments/fluidgpt/demo.yaml [section.key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from fluidgpt.compare import (
+    _erosion_scores,
+    _nearest,
+    erosion_job,
+    load_data,
+    load_experiment,
+    run_job,
+    split_of,
+)
+from fluidgpt.datamodule import case_tensors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/fluidgpt/demo.yaml")
+    parser.add_argument("--split", default=None, choices=("grouped", "random"))
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = load_experiment(args.config, args.overrides)
+    kind = args.split or config["split"]["kind"]
+    ds = load_data(config)
+    data = case_tensors(ds, config["data"]["conditions"])
+    split = split_of(ds, config, kind)
+    truth = data.subset(split.test)
+    print(f"{split.description}; erosion model {config['erosion']['model']}, "
+          f"train {config['erosion']['train']}")
+    start = time.perf_counter()
+    result = run_job(erosion_job(config, data, split, None, None, "cfd"))
+    seconds = time.perf_counter() - start
+    scores = _erosion_scores(result.prediction, truth, result.magnitude_head, result.peak)
+    print(f"cnn on CFD trajectories ({result.epochs} epochs, {seconds:.0f} s): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    own_max = _erosion_scores(result.prediction, truth, result.magnitude_head)
+    print("  the same maps each divided by its own maximum instead of the predicted peak: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in own_max.items()))
+    nearest, _ = _nearest(data, split)
+    print("nearest: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in _erosion_scores(nearest["erosion"], truth, True).items()))
+    zero = torch.zeros_like(truth.erosion)
+    print("zero map: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in _erosion_scores(zero, truth, False).items()))
+
+
+if __name__ == "__main__":
+    main()
