@@ -6,7 +6,8 @@
 2. particles: ``icoUncoupledKinematicParcelFoam`` on that frozen velocity field, with
    sphere drag and gravity, rebound at the walls (restitution e, friction mu), the Finnie
    ``particleErosion`` cloud function on the walls, P tracked parcels injected once at t = 0
-   (manualInjection, fixed positions and order) and a periodic feed of erosion parcels.
+   (manualInjection, fixed positions and order) and a periodic feed of erosion parcels
+   (``streams`` per burst, from ``feed_patterns`` sets of injection points taken in turn).
 
 The case files come from ``templates/`` (our own files) with ``${name}`` placeholders.
 """
@@ -27,7 +28,8 @@ from .elbow import ElbowGeometry, block_mesh_dict, injection_positions
 from .recipe import Recipe
 
 __all__ = ["OpenFOAMNotFoundError", "foam_environment", "run_foam", "write_mesh_case",
-           "write_flow_case", "write_particle_case", "SOLVERS"]
+           "write_flow_case", "write_particle_case", "feed_positions",
+           "stream_particles_per_parcel", "SOLVERS"]
 
 SOLVERS = ("blockMesh", "simpleFoam", "icoUncoupledKinematicParcelFoam")
 _CMU = 0.09
@@ -164,6 +166,26 @@ def stream_particles_per_parcel(recipe: Recipe, diameter: float, density: float)
     return p.solids_mass_flow * p.burst_interval / (p.streams * particle_mass)
 
 
+def feed_positions(recipe: Recipe, seed: int) -> np.ndarray:
+    """Feed injection points (feed_patterns, streams, 3) [m]: burst k uses set k mod F.
+
+    One stratified grid of streams * feed_patterns points over the branch section (seed
+    `seed` + 1000003, so the feed never repeats the tracked points), dealt out in turn, so
+    that every set covers the whole section and the sets together cover it F times finer.
+    With feed_patterns 1 this is the single set every burst used before the option existed.
+    """
+    p = recipe.particles
+    points = injection_positions(recipe.geometry, p.streams * p.feed_patterns,
+                                 seed + 1_000_003, p.jitter)
+    return np.stack([points[k::p.feed_patterns] for k in range(p.feed_patterns)])
+
+
+def _feed_files(feed_patterns: int) -> list[str]:
+    if feed_patterns == 1:
+        return ["streamPositions"]
+    return [f"streamPositions{k:03d}" for k in range(feed_patterns)]
+
+
 def write_particle_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recipe,
                         conditions: dict[str, float], seed: int) -> np.ndarray:
     """The particle case of one sweep point; returns the tracked injection points (P, 3)."""
@@ -171,7 +193,7 @@ def write_particle_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recip
     side, d = conditions["side_inlet_speed"], conditions["particle_diameter"]
     rho_p = conditions["particle_density"]
     tracked = injection_positions(recipe.geometry, p.tracked, seed, p.jitter)
-    streams = injection_positions(recipe.geometry, p.streams, seed + 1_000_003, p.jitter)
+    feeds = feed_positions(recipe, seed)
     # The tracked parcels go in alone in the first step, so their origId are 0..P-1 in file
     # order; the erosion feed starts one step later. One real particle per tracked parcel
     # keeps their share of the eroded volume negligible (and they have left before the
@@ -179,9 +201,11 @@ def write_particle_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recip
     models = [_injection("tracked", 0.0, "trackedPositions", 1.0, side, d)]
     n_bursts = int(round(p.end_time / p.burst_interval))
     n_stream = stream_particles_per_parcel(recipe, d, rho_p)
+    names = _feed_files(p.feed_patterns)
     for k in range(n_bursts):
         soi = k * p.burst_interval + p.delta_t
-        models.append(_injection(f"feed{k:03d}", soi, "streamPositions", n_stream, side, d))
+        models.append(_injection(f"feed{k:03d}", soi, names[k % p.feed_patterns], n_stream,
+                                 side, d))
     values = {
         "end_time": f"{p.end_time:.9g}", "delta_t": f"{p.delta_t:.9g}",
         "write_every": int(round(p.sample_interval / p.delta_t)),
@@ -199,7 +223,7 @@ def write_particle_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recip
     _link_mesh(case, mesh_case)
     (case / "constant" / "trackedPositions").write_text(
         _foam_vector_list(tracked, "trackedPositions"))
-    (case / "constant" / "streamPositions").write_text(
-        _foam_vector_list(streams, "streamPositions"))
+    for name, points in zip(names, feeds):
+        (case / "constant" / name).write_text(_foam_vector_list(points, name))
     shutil.copyfile(flow_U, case / "0" / "U")
     return tracked

@@ -195,6 +195,9 @@ def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
         "recipe_name": recipe.name, "variant": variant,
         "recipe": _recipe_yaml(recipe),
         "erosion_window_s": [p.steady_after, p.end_time],
+        "erosion_parcels_per_burst": p.streams, "erosion_feed_patterns": p.feed_patterns,
+        "erosion_parcel_paths": p.erosion_paths,
+        "erosion_parcels_per_window": p.erosion_parcels,
         "erosion_model": (f"Finnie via OpenFOAM particleErosion (p {recipe.erosion.flow_stress}"
                           f", psi {recipe.erosion.psi}, K {recipe.erosion.K}), wall density "
                           f"{recipe.erosion.wall_density} kg m-3"),

@@ -44,7 +44,11 @@ class ParticleSettings:
 
     tracked: P particles whose trajectories are kept (injected once at t = 0, fixed order);
     streams: parcels per erosion burst, injected every burst_interval [s] from delta_t on, a
-    periodic feed carrying solids_mass_flow [kg s-1] in total; seed/jitter: injection points
+    periodic feed carrying solids_mass_flow [kg s-1] in total; feed_patterns: distinct sets of
+    `streams` feed injection points, taken by the bursts in turn (burst k from set
+    k mod feed_patterns), so that the erosion window sees streams * feed_patterns distinct
+    (deterministic) parcel paths for the cost of `streams` parcels per burst; 1 feeds every
+    burst from the same points; seed/jitter: injection points
     (see elbow.injection_positions); n_steps samples every sample_interval [s] from t = 0;
     delta_t: solver step [s] (parcels sub-step to max_courant of a cell); interpolation: of
     the gas velocity at the parcel ("cell": the cell value, which with wall functions is the
@@ -56,6 +60,7 @@ class ParticleSettings:
 
     tracked: int = 196
     streams: int = 196
+    feed_patterns: int = 1
     seed: int = 25
     jitter: float = 0.5
     n_steps: int = 50
@@ -77,6 +82,16 @@ class ParticleSettings:
     @property
     def end_time(self) -> float:
         return self.steady_after + self.erosion_window
+
+    @property
+    def erosion_paths(self) -> int:
+        """Distinct feed parcel paths behind the erosion rate (streams * feed_patterns)."""
+        return self.streams * self.feed_patterns
+
+    @property
+    def erosion_parcels(self) -> int:
+        """Feed parcels injected per erosion window (streams per burst, every burst)."""
+        return self.streams * int(round(self.erosion_window / self.burst_interval))
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,13 @@ def _check_times(p: ParticleSettings) -> None:
                          f"must not exceed particles.steady_after = {p.steady_after} s")
     if p.tracked < 1 or p.streams < 1 or p.n_steps < 2:
         raise ValueError("particles.tracked and particles.streams must be >= 1, n_steps >= 2")
+    if p.feed_patterns < 1:
+        raise ValueError(f"particles.feed_patterns must be >= 1, got {p.feed_patterns}")
+    period = p.feed_patterns * p.burst_interval
+    if not _multiple(p.erosion_window, period):
+        raise ValueError(f"particles.erosion_window ({p.erosion_window}) must be a whole "
+                         f"multiple of feed_patterns * burst_interval ({period}), the period "
+                         "of the feed, so that the rate averages whole periods")
 
 
 def _build(cls, values: dict | None, where: str):

@@ -16,6 +16,7 @@ from fluidgpt.sources import foam_cases
 from fluidgpt.sources.elbow import ElbowGeometry, block_mesh_dict, injection_positions
 from fluidgpt.sources.foam_cases import (
     OpenFOAMNotFoundError,
+    feed_positions,
     foam_environment,
     stream_particles_per_parcel,
     write_particle_case,
@@ -151,6 +152,79 @@ def test_particle_case_files(tmp_path):
     m = 2650.0 * math.pi * 1e-4 ** 3 / 6
     expected = 0.01 * recipe.particles.burst_interval / (recipe.particles.streams * m)
     assert stream_particles_per_parcel(recipe, 1e-4, 2650.0) == pytest.approx(expected)
+
+
+def _read_vectors(path: Path) -> np.ndarray:
+    text = path.read_text()
+    rows = re.findall(r"^\(([^()]*)\)$", text, flags=re.M)
+    count = int(re.search(r"^(\d+)$", text, flags=re.M).group(1))
+    assert len(rows) == count, path
+    return np.array([r.split() for r in rows], dtype=float)
+
+
+def test_feed_patterns_spread_the_erosion_feed(recipe_dict, tmp_path):
+    """feed_patterns F: burst k injects from set k mod F; the tracked parcels are unchanged."""
+    tiny = recipe_dict["profiles"]["tiny"]
+    conditions = dict(main_inlet_speed=10.0, side_inlet_speed=30.0, particle_diameter=1e-4,
+                      particle_density=2650.0, restitution=0.9)
+    mesh = tmp_path / "mesh"
+    (mesh / "constant" / "polyMesh").mkdir(parents=True)
+    flow_U = tmp_path / "U"
+    flow_U.write_text("FoamFile {}\n")
+    base = recipe_from_dict(recipe_dict, "tiny")
+    patterns = 2
+    spread_dict = {**recipe_dict, "profiles": {"spread": {
+        **tiny, "particles": {**tiny["particles"], "feed_patterns": patterns,
+                              "erosion_window": patterns * tiny["particles"]["burst_interval"]}
+    }}}
+    spread = recipe_from_dict(spread_dict, "spread")
+    p = spread.particles
+    assert spread.particles.feed_patterns == patterns and base.particles.feed_patterns == 1
+    assert p.erosion_paths == p.streams * patterns
+    assert p.erosion_parcels == p.streams * round(p.erosion_window / p.burst_interval)
+
+    old = write_particle_case(tmp_path / "old", mesh, flow_U, base, conditions, seed=25)
+    new = write_particle_case(tmp_path / "new", mesh, flow_U, spread, conditions, seed=25)
+    # the tracked parcels: same points, same order, alone in the first injection model
+    np.testing.assert_array_equal(old, new)
+    for case in ("old", "new"):
+        np.testing.assert_allclose(   # written with 9 significant digits
+            _read_vectors(tmp_path / case / "constant" / "trackedPositions"), new, rtol=1e-8)
+    props = (tmp_path / "new" / "constant" / "kinematicCloudProperties").read_text()
+    files = re.findall(r'positionsFile\s+"(\w+)";', props)
+    soi = [float(v) for v in re.findall(r"SOI\s+(\S+);", props)]
+    n_bursts = round(p.end_time / p.burst_interval)
+    assert files[0] == "trackedPositions" and soi[0] == 0.0 and min(soi[1:]) > 0.0
+    assert files[1:] == [f"streamPositions{k % patterns:03d}" for k in range(n_bursts)]
+    # F sets of `streams` distinct points, one stratified grid dealt out in turn
+    sets = feed_positions(spread, seed=25)
+    assert sets.shape == (patterns, p.streams, 3)
+    for k in range(patterns):
+        np.testing.assert_allclose(
+            _read_vectors(tmp_path / "new" / "constant" / f"streamPositions{k:03d}"), sets[k])
+    grid = injection_positions(spread.geometry, p.streams * patterns, 25 + 1_000_003, p.jitter)
+    np.testing.assert_array_equal(sets.transpose(1, 0, 2).reshape(-1, 3), grid)
+    assert len(np.unique(sets.reshape(-1, 3), axis=0)) == p.streams * patterns
+    # feed_patterns 1 is the single set every burst used before
+    np.testing.assert_allclose(
+        _read_vectors(tmp_path / "old" / "constant" / "streamPositions"),
+        injection_positions(base.geometry, p.streams, 25 + 1_000_003, p.jitter))
+    assert not (tmp_path / "old" / "constant" / "streamPositions000").exists()
+    # the feed's mass flow does not depend on the number of sets
+    assert stream_particles_per_parcel(spread, 1e-4, 2650.0) == stream_particles_per_parcel(
+        base, 1e-4, 2650.0)
+
+
+def test_feed_patterns_checked(recipe_dict):
+    particles = {**recipe_dict["particles"], "feed_patterns": 0}
+    with pytest.raises(ValueError, match="feed_patterns must be >= 1"):
+        recipe_from_dict({**recipe_dict, "particles": particles})
+    window, burst = recipe_dict["particles"]["erosion_window"], recipe_dict["particles"][
+        "burst_interval"]
+    bad = round(window / burst) + 1     # the window is not a whole number of feed periods
+    particles = {**recipe_dict["particles"], "feed_patterns": bad}
+    with pytest.raises(ValueError, match="whole multiple of feed_patterns"):
+        recipe_from_dict({**recipe_dict, "particles": particles})
 
 
 def test_missing_openfoam_says_how_to_install(monkeypatch, tmp_path):
