@@ -59,7 +59,8 @@ class GeoFormerModule(L.LightningModule):
         residual: the network predicts the change of the normalised state over one lead time
             (state + net(state)) instead of the next state itself, as Pangu-Weather does
             (False, the default). A training-efficiency option for small data and short
-            budgets; the network is the same either way.
+            budgets; the network is the same either way, except that its output layer starts
+            at zero, so an untrained residual model is persistence.
         data: plain description of the training data (provenance).
     """
 
@@ -82,6 +83,13 @@ class GeoFormerModule(L.LightningModule):
             raise ValueError(f"grid coordinates ({len(latitude)} x {len(longitude)}) do not "
                              f"match the network grid {self.config.grid}")
         self.net = GeoFormer(self.config, constants=constants)
+        if residual:
+            # Start from persistence: the predicted change is exactly zero until one is
+            # learnt (zero output layer), so early training cannot make forecasts worse
+            # than the state they start from.
+            for layer in (self.net.recover.upper, self.net.recover.surface):
+                torch.nn.init.zeros_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
         self.normalizer = Normalizer.from_dict(normalization)
         weights = {**PANGU_LOSS_WEIGHTS, **(loss_weights or {})}
         self.register_buffer("upper_weights", torch.tensor(

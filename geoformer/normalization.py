@@ -14,7 +14,8 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-__all__ = ["compute_statistics", "Normalizer", "normalized_constants"]
+__all__ = ["compute_statistics", "Normalizer", "normalized_constants", "latitude_input",
+           "LATITUDE_INPUT"]
 
 
 def compute_statistics(ds: xr.Dataset, upper_vars: Sequence[str], surface_vars: Sequence[str],
@@ -112,6 +113,23 @@ class Normalizer(nn.Module):
         """Inverse of :meth:`normalize`."""
         (mu, su), (ms, ss) = self._upper(), self._surface()
         return upper * su + mu, surface * ss + ms
+
+
+#: Name of the derived constant field sin(latitude) (``data.latitude_input``), in [-1, 1].
+LATITUDE_INPUT = "sin_latitude"
+
+
+def latitude_input(latitude: Sequence[float], n_longitude: int) -> Tensor:
+    """sin(latitude) on the grid, (1, H, W) float32: where a grid point lies, as a field.
+
+    A global model otherwise learns the latitude only through its attention biases; with
+    this field it can also reproduce latitude-dependent climatology (e.g. damping towards
+    it), which matters on planets without land, orography or seasons such as Held-Suarez.
+    It does not depend on longitude, so longitude-roll equivariance is kept.
+    """
+    values = np.sin(np.deg2rad(np.asarray(latitude, dtype=np.float64)))
+    return torch.as_tensor(np.repeat(values[None, :, None], n_longitude, axis=2),
+                           dtype=torch.float32)
 
 
 def normalized_constants(ds: xr.Dataset, stats: xr.Dataset,

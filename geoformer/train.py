@@ -5,7 +5,8 @@ and data.val); unknown keys are errors, so a typo never silently trains the wron
 
     model:    {preset: small-5.625, <any GeoFormerConfig field>: ...}
     data:     {store, lead_hours, train: [start, stop], val: [...], test: [...], batch_size,
-               num_workers, rollout_steps, upper_vars, surface_vars, levels}
+               num_workers, rollout_steps, upper_vars, surface_vars, levels,
+               latitude_input}  (latitude_input: add sin(latitude) as a constant field)
     optim:    {lr, weight_decay, warmup_steps, min_lr, schedule}  (schedule: steps | time;
                time spreads the cosine over trainer.max_time instead of the step count)
     loss:     {kind: mae | mse, surface_weight, weights: {variable: weight}}
@@ -39,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"preset": "small-5.625"},
     "data": {"store": None, "lead_hours": 24, "train": None, "val": None, "test": None,
              "batch_size": 4, "num_workers": 0, "rollout_steps": 1, "upper_vars": None,
-             "surface_vars": None, "levels": None, "in_memory": None},
+             "surface_vars": None, "levels": None, "in_memory": None, "latitude_input": False},
     "optim": {"lr": 5e-4, "weight_decay": 3e-6, "warmup_steps": 100, "min_lr": 0.0,
               "schedule": "steps"},
     "loss": {"kind": "mae", "surface_weight": 0.25, "weights": {}},
@@ -186,7 +187,7 @@ def fit(experiment: dict) -> Path:
 
     from .data import GeoDataModule
     from .lightning import GeoFormerModule, load_module
-    from .normalization import Normalizer, normalized_constants
+    from .normalization import LATITUDE_INPUT, Normalizer, latitude_input, normalized_constants
 
     d, o, t = experiment["data"], experiment["optim"], experiment["trainer"]
     schedule_seconds = _schedule_seconds(experiment)
@@ -198,17 +199,21 @@ def fit(experiment: dict) -> Path:
                        d["rollout_steps"], d["batch_size"], d["num_workers"], d["in_memory"])
     model_cfg = dict(experiment["model"])
     preset = model_cfg.pop("preset", "small-5.625")
+    constant_vars = list(dm.static_vars)
+    constants = normalized_constants(dm.statics(), dm.statistics, dm.static_vars)
+    if d["latitude_input"]:
+        constant_vars.append(LATITUDE_INPUT)
+        constants = torch.cat([constants, latitude_input(dm.latitude, len(dm.longitude))])
     config = GeoFormerConfig.from_preset(
         preset, **{"grid": dm.grid, "levels": dm.levels, "upper_vars": dm.upper_vars,
-                   "surface_vars": dm.surface_vars, "constant_vars": dm.static_vars,
+                   "surface_vars": dm.surface_vars, "constant_vars": constant_vars,
                    **model_cfg})
     normalizer = Normalizer.from_statistics(dm.statistics, dm.upper_vars, dm.surface_vars,
                                             dm.levels)
     module = GeoFormerModule(
         model=config.to_dict(), normalization=normalizer.to_dict(),
         lead_hours=d["lead_hours"], latitude=dm.latitude, longitude=dm.longitude,
-        constants=normalized_constants(dm.statics(), dm.statistics, dm.static_vars),
-        loss_weights=experiment["loss"]["weights"],
+        constants=constants, loss_weights=experiment["loss"]["weights"],
         surface_weight=experiment["loss"]["surface_weight"], lr=o["lr"],
         weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"], min_lr=o["min_lr"],
         rollout_steps=d["rollout_steps"], residual=experiment["task"]["residual"],

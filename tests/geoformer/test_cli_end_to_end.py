@@ -32,10 +32,15 @@ def test_shell_path_end_to_end(tmp_path, capsys):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment))
     assert main(["fit", "--config", str(tmp_path / "exp.yaml")]) == 0
     ckpt6 = tmp_path / "runs" / "geoformer-6h" / "geoformer-6h.ckpt"
+    # The 12 h model also exercises the short-budget options: latitude input, MSE, time schedule.
     assert main(["fit", "--config", str(tmp_path / "exp.yaml"), "--data.lead_hours=12",
-                 "--output.name", "twelve"]) == 0
+                 "--output.name", "twelve", "--data.latitude_input=true", "--loss.kind=mse",
+                 "--optim.schedule=time", "--trainer.max_time=00:00:05:00"]) == 0
     ckpt12 = tmp_path / "runs" / "twelve" / "geoformer-12h.ckpt"
-    assert torch.load(ckpt12, weights_only=True)["hyper_parameters"]["lead_hours"] == 12
+    hp12 = torch.load(ckpt12, weights_only=True)["hyper_parameters"]
+    assert hp12["lead_hours"] == 12 and hp12["loss_kind"] == "mse"
+    assert hp12["schedule_seconds"] == 300.0
+    assert hp12["model"]["constant_vars"][-1] == "sin_latitude"
     assert (tmp_path / "runs" / "geoformer-6h" / "metrics.csv").exists()
 
     fc_path = tmp_path / "fc.zarr"

@@ -1,5 +1,7 @@
 """Training store, statistics, normaliser and (input, target) pairs."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +146,13 @@ def test_a_damaged_statistics_cache_is_recomputed(tmp_path):
     damaged.to_zarr(path, group="statistics", mode="w", zarr_format=2)
     again = GeoDataModule(str(path), 6, (t[0], t[9]), (t[10], t[15]))
     xr.testing.assert_allclose(again.statistics, good)
+
+
+def test_latitude_input_is_sin_latitude_constant_along_longitude():
+    from geoformer.normalization import latitude_input
+
+    lat = [87.1875, 30.0, 0.0, -45.0]
+    field = latitude_input(lat, 6)
+    assert field.shape == (1, 4, 6) and field.dtype == torch.float32
+    for i, value in enumerate(lat):
+        assert torch.allclose(field[0, i], torch.full((6,), math.sin(math.radians(value))))

@@ -160,3 +160,15 @@ def test_bad_loss_kind_and_schedule_are_rejected():
         tiny_module(mock_era5(), module_args={"loss_kind": "huber"})
     with pytest.raises(ValueError, match="schedule_seconds must be positive"):
         tiny_module(mock_era5(), module_args={"schedule_seconds": 0})
+
+
+def test_an_untrained_residual_module_is_persistence_and_still_learns():
+    module = tiny_module(mock_era5(), module_args={"residual": True})
+    batch = _batch(module)
+    u, s = module.normalizer.normalize(batch["upper"], batch["surface"])
+    pu, ps = module(u, s)
+    assert torch.equal(pu, u) and torch.equal(ps, s)
+    loss, _ = module._shared_step(batch, 1)
+    loss.backward()
+    assert module.net.recover.upper.weight.grad.abs().sum() > 0
+    assert module.net.recover.surface.weight.grad.abs().sum() > 0
