@@ -94,6 +94,8 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", default="sample")
     ap.add_argument("--streams", type=int, help="feed parcels per burst (default: recipe)")
     ap.add_argument("--feed-patterns", type=int, help="sets of feed points (default: recipe)")
+    ap.add_argument("--feed-size-spread", type=float,
+                    help="relative half-width of the feed's uniform size class (default: recipe)")
     fixed = {"main_inlet_speed": [9.0], "side_inlet_speed": [25.0],
              "particle_density": [3000.0], "restitution": [0.9]}
     for name, default in fixed.items():
@@ -117,6 +119,8 @@ def main(argv=None) -> None:
             profile["particles"]["streams"] = args.streams
         if args.feed_patterns:
             profile["particles"]["feed_patterns"] = args.feed_patterns
+        if args.feed_size_spread is not None:
+            profile["particles"]["feed_size_spread"] = args.feed_size_spread
         for name in fixed:
             profile["conditions"][name] = getattr(args, name)
         if args.particle_diameter:

@@ -137,8 +137,23 @@ def write_flow_case(case: Path, mesh_case: Path, recipe: Recipe, main_speed: flo
     _link_mesh(case, mesh_case)
 
 
+def _size_distribution(diameter: float, spread: float) -> str:
+    if spread == 0.0:
+        return f"""type        fixedValue;
+                fixedValueDistribution
+                {{
+                    value   {diameter:.9g};
+                }}"""
+    return f"""type        uniform;
+                uniformDistribution
+                {{
+                    minValue    {diameter * (1.0 - spread):.9g};
+                    maxValue    {diameter * (1.0 + spread):.9g};
+                }}"""
+
+
 def _injection(name: str, soi: float, positions_file: str, n_particle: float, side_speed: float,
-               diameter: float) -> str:
+               diameter: float, spread: float = 0.0) -> str:
     return f"""        {name}
         {{
             type            manualInjection;
@@ -150,19 +165,19 @@ def _injection(name: str, soi: float, positions_file: str, n_particle: float, si
             U0              (0 {side_speed:.9g} 0);
             sizeDistribution
             {{
-                type        fixedValue;
-                fixedValueDistribution
-                {{
-                    value   {diameter:.9g};
-                }}
+                {_size_distribution(diameter, spread)}
             }}
         }}"""
 
 
 def stream_particles_per_parcel(recipe: Recipe, diameter: float, density: float) -> float:
-    """Real particles per erosion parcel so that the feed carries solids_mass_flow."""
+    """Real particles per erosion parcel so that the feed carries solids_mass_flow.
+
+    With a size spread s the mean of d^3 over the uniform [d (1 - s), d (1 + s)] is
+    d^3 (1 + s^2), which keeps the mean mass flow.
+    """
     p = recipe.particles
-    particle_mass = density * math.pi * diameter ** 3 / 6.0
+    particle_mass = (density * math.pi * diameter ** 3 / 6.0) * (1.0 + p.feed_size_spread ** 2)
     return p.solids_mass_flow * p.burst_interval / (p.streams * particle_mass)
 
 
@@ -205,7 +220,7 @@ def write_particle_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recip
     for k in range(n_bursts):
         soi = k * p.burst_interval + p.delta_t
         models.append(_injection(f"feed{k:03d}", soi, names[k % p.feed_patterns], n_stream,
-                                 side, d))
+                                 side, d, p.feed_size_spread))
     values = {
         "end_time": f"{p.end_time:.9g}", "delta_t": f"{p.delta_t:.9g}",
         "write_every": int(round(p.sample_interval / p.delta_t)),

@@ -48,7 +48,10 @@ class ParticleSettings:
     `streams` feed injection points, taken by the bursts in turn (burst k from set
     k mod feed_patterns), so that the erosion window sees streams * feed_patterns distinct
     (deterministic) parcel paths for the cost of `streams` parcels per burst; 1 feeds every
-    burst from the same points; seed/jitter: injection points
+    burst from the same points; feed_size_spread: s, the feed's diameters drawn uniformly
+    from [d (1 - s), d (1 + s)] around the case's diameter d (a sieved size class; 0: every
+    feed parcel has diameter d), drawn by OpenFOAM's own seeded generator, so a re-run
+    reproduces them; the tracked particles keep diameter d; seed/jitter: injection points
     (see elbow.injection_positions); n_steps samples every sample_interval [s] from t = 0;
     delta_t: solver step [s] (parcels sub-step to max_courant of a cell); interpolation: of
     the gas velocity at the parcel ("cell": the cell value, which with wall functions is the
@@ -67,6 +70,7 @@ class ParticleSettings:
     sample_interval: float = 0.005
     delta_t: float = 0.001
     burst_interval: float = 0.01
+    feed_size_spread: float = 0.0
     steady_after: float = 0.3
     erosion_window: float = 0.1
     solids_mass_flow: float = 0.01
@@ -172,6 +176,9 @@ def _check_times(p: ParticleSettings) -> None:
                          f"must not exceed particles.steady_after = {p.steady_after} s")
     if p.tracked < 1 or p.streams < 1 or p.n_steps < 2:
         raise ValueError("particles.tracked and particles.streams must be >= 1, n_steps >= 2")
+    if not 0.0 <= p.feed_size_spread < 1.0:
+        raise ValueError(f"particles.feed_size_spread is a relative half-width, 0 <= s < 1; "
+                         f"got {p.feed_size_spread}")
     if p.feed_patterns < 1:
         raise ValueError(f"particles.feed_patterns must be >= 1, got {p.feed_patterns}")
     period = p.feed_patterns * p.burst_interval

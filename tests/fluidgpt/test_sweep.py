@@ -227,6 +227,73 @@ def test_feed_patterns_checked(recipe_dict):
         recipe_from_dict({**recipe_dict, "particles": particles})
 
 
+def _spread_recipe(recipe_dict, spread: float):
+    tiny = recipe_dict["profiles"]["tiny"]
+    return recipe_from_dict({**recipe_dict, "profiles": {"spread": {
+        **tiny, "particles": {**tiny["particles"], "feed_size_spread": spread}}}}, "spread")
+
+
+def test_feed_size_spread_draws_the_feed_diameters(recipe_dict, tmp_path):
+    """feed_size_spread s: the feed's diameters uniform in [d (1 - s), d (1 + s)], the tracked
+    parcels keep d, and the mean mass flow stays solids_mass_flow."""
+    mesh = tmp_path / "mesh"
+    (mesh / "constant" / "polyMesh").mkdir(parents=True)
+    flow_U = tmp_path / "U"
+    flow_U.write_text("FoamFile {}\n")
+    d, rho = 1e-4, 2650.0
+    conditions = dict(main_inlet_speed=10.0, side_inlet_speed=30.0, particle_diameter=d,
+                      particle_density=rho, restitution=0.9)
+    base, spread = recipe_from_dict(recipe_dict, "tiny"), _spread_recipe(recipe_dict, 0.3)
+    assert base.particles.feed_size_spread == 0.0
+    old = write_particle_case(tmp_path / "old", mesh, flow_U, base, conditions, seed=25)
+    new = write_particle_case(tmp_path / "new", mesh, flow_U, spread, conditions, seed=25)
+    np.testing.assert_array_equal(old, new)
+    props = (tmp_path / "new" / "constant" / "kinematicCloudProperties").read_text()
+    models = re.findall(r"sizeDistribution\s*\{\s*type\s+(\w+);([^}]*)\}", props)
+    n_bursts = round(spread.particles.end_time / spread.particles.burst_interval)
+    assert len(models) == 1 + n_bursts
+    assert models[0][0] == "fixedValue" and float(re.search(r"value\s+(\S+);",
+                                                            models[0][1]).group(1)) == d
+    for kind, body in models[1:]:
+        assert kind == "uniform"
+        lo = float(re.search(r"minValue\s+(\S+);", body).group(1))
+        hi = float(re.search(r"maxValue\s+(\S+);", body).group(1))
+        assert lo == pytest.approx(0.7 * d) and hi == pytest.approx(1.3 * d)
+    # without a spread every injection has the fixed diameter, as before the option
+    old_props = (tmp_path / "old" / "constant" / "kinematicCloudProperties").read_text()
+    assert "uniformDistribution" not in old_props
+    # mass flow: parcels per burst x particles per parcel x the mean particle mass over the
+    # size class (by quadrature) gives solids_mass_flow x burst_interval
+    p = spread.particles
+    sizes = np.linspace(0.7 * d, 1.3 * d, 200001)
+    mean_mass = np.mean(rho * np.pi * sizes ** 3 / 6.0)
+    carried = p.streams * stream_particles_per_parcel(spread, d, rho) * mean_mass
+    assert carried == pytest.approx(p.solids_mass_flow * p.burst_interval, rel=1e-6)
+
+
+def test_feed_size_spread_checked(recipe_dict):
+    for bad in (-0.1, 1.0):
+        particles = {**recipe_dict["particles"], "feed_size_spread": bad}
+        with pytest.raises(ValueError, match="feed_size_spread is a relative half-width"):
+            recipe_from_dict({**recipe_dict, "particles": particles})
+
+
+@pytest.mark.skipif(not HAVE_FOAM, reason="OpenFOAM (apt-get install openfoam) not installed")
+def test_feed_size_spread_runs_in_openfoam(recipe_dict, tmp_path):
+    """The solver reads the uniform size class: the feed parcels it writes have diameters
+    inside [0.7 d, 1.3 d] and not all the same, the tracked ones exactly d."""
+    recipe = _spread_recipe(recipe_dict, 0.3)
+    build_sweep(recipe, tmp_path / "out.nc", workers=1, work_dir=tmp_path / "run",
+                keep_cases=True)
+    d = recipe.conditions["particle_diameter"][0]
+    last = sorted((tmp_path / "run" / "cases").glob("case_*/*/lagrangian/kinematicCloud/d"),
+                  key=lambda f: float(f.parents[2].name))[-1]
+    values = np.array(re.findall(r"^[0-9.eE+-]+$", last.read_text(), flags=re.M)[1:], float)
+    assert len(values) > 1
+    assert values.min() >= 0.7 * d * (1 - 1e-6) and values.max() <= 1.3 * d * (1 + 1e-6)
+    assert np.ptp(values) > 0.1 * d
+
+
 def test_missing_openfoam_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(OpenFOAMNotFoundError, match="apt-get install -y openfoam"):
