@@ -1,0 +1,91 @@
+"""The same tuning budget for every trajectory model: a grid of trials per model, each trained
+for the experiment's epoch budget on the non-test cases of the grouped split without fold 0,
+and scored (trajectory MSE, m^2) on fold 0. The test cases are never seen (compare's
+``split.tune``). Every model gets the same number of trials; the grids are below.
+
+    OMP_NUM_THREADS=1 python experiments/fluidgpt/tune.py --config experiments/fluidgpt/demo.yaml \\
+        --workers 2 --output tune.csv
+
+Writes one row per trial (model, trial, settings, mse, r2, seconds, epochs) and prints each
+model's best. ``--only gpt`` runs one model's grid; ``budget.epochs=5`` etc. override the
+experiment as in ``fluidgpt compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from fluidgpt.compare import (Runner, _trajectory_scores, apply_overrides, load_data,
+                              load_experiment, split_of, trajectory_jobs, tuning_view)
+from fluidgpt.datamodule import case_tensors
+
+#: (section, key) -> values; every model's grid has 6 trials.
+GRIDS = {
+    "gpt": {("train", "lr"): [5.0e-4, 1.0e-3, 2.0e-3], ("model", "n_layer"): [4, 6]},
+    "lstm": {("train", "lr"): [1.0e-3, 3.0e-3, 1.0e-2], ("model", "hidden"): [128, 256]},
+    "bilstm": {("train", "lr"): [1.0e-3, 3.0e-3, 1.0e-2], ("model", "hidden"): [128, 256]},
+}
+
+
+def trials(model: str):
+    grid = GRIDS[model]
+    for values in itertools.product(*grid.values()):
+        yield dict(zip(grid.keys(), values))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--output", required=True, help="CSV of the trials")
+    ap.add_argument("--workers", type=int, default=2, help="trials run in parallel")
+    ap.add_argument("--only", action="append", choices=sorted(GRIDS),
+                    help="tune these models only (default: all)")
+    ap.add_argument("overrides", nargs="*", metavar="section.key=value")
+    args = ap.parse_args(argv)
+
+    config = load_experiment(args.config, args.overrides)
+    config = apply_overrides(config, ["split.kind=grouped", f"split.n_folds="
+                                      f"{max(3, config['split']['n_folds'])}"])
+    ds = load_data(config)
+    data = case_tensors(ds, config["data"]["conditions"])
+    ds, data, split = tuning_view(ds, data, split_of(ds, config, "grouped"))
+    print(split.description, f"({len(split.trainval)} training, {len(split.test)} scored)")
+    truth = data.subset(split.test)
+
+    jobs, meta = [], []
+    for model in args.only or list(GRIDS):
+        for i, settings in enumerate(trials(model)):
+            trial = copy.deepcopy(config)
+            for (section, key), value in settings.items():
+                trial["models"][model][section][key] = value
+            job, = trajectory_jobs(model, trial, ds, data, split, out_of_fold=False)
+            job.tag = f"{model} trial {i}"
+            jobs.append(job)
+            meta.append({"model": model, "trial": i,
+                         "settings": " ".join(f"{s}.{k}={v}" for (s, k), v in settings.items())})
+    start = time.perf_counter()
+    with Runner(args.workers) as runner:
+        results = runner.map(jobs)
+    rows = []
+    for m, r in zip(meta, results):
+        scores = _trajectory_scores(r.prediction, truth)
+        rows.append({**m, "mse": scores["mse"], "r2": scores["r2"],
+                     "seconds": round(r.seconds, 1), "epochs": r.epochs})
+    table = pd.DataFrame(rows)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.output, index=False)
+    print(table.to_string(index=False))
+    print(f"{len(jobs)} trials in {time.perf_counter() - start:.0f} s")
+    for model, group in table.groupby("model", sort=False):
+        best = group.loc[group["mse"].idxmin()]
+        print(f"best {model}: {best['settings']} (mse {best['mse']:.5f})")
+
+
+if __name__ == "__main__":
+    main()
