@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
+from timing import time_call
 
 from fluidgpt.baselines import SequenceLSTM
 from fluidgpt.config import GPTConfig, LSTMConfig
@@ -48,21 +48,8 @@ def main() -> None:
     dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
     autocast = torch.autocast(device, dtype=dtype, enabled=a.precision == "bf16")
 
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     def timed(fn) -> tuple[float, float | None]:
-        fn()
-        sync()
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        for _ in range(a.repeats):
-            fn()
-        sync()
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-        return (time.perf_counter() - t0) / a.repeats, peak
+        return time_call(fn, a.repeats, device)
 
     for name in a.models.split(","):
         row = measure(name, a, device, autocast, timed)

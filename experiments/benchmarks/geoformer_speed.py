@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
+from timing import time_call
 
 from geoformer import GeoFormer, GeoFormerConfig
 from geoformer.cli import parse_grid
@@ -43,10 +43,6 @@ def main() -> None:
     autocast = torch.autocast(device, dtype=dtype, enabled=a.precision == "bf16")
     opt = torch.optim.AdamW(model.param_groups(3e-6), lr=5e-4)
 
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     def forward() -> None:
         with torch.no_grad(), autocast:
             model(upper, surface)
@@ -65,17 +61,9 @@ def main() -> None:
               "attention": a.attention, "parameters": model.num_parameters()}
     for name, fn in (("forward_s", forward), ("train_step_s", step)):
         model.train(name == "train_step_s")
-        fn()
-        sync()
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        for _ in range(a.repeats):
-            fn()
-        sync()
-        result[name] = (time.perf_counter() - t0) / a.repeats
-        if device == "cuda":
-            result[name[:-2] + "_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        result[name], peak = time_call(fn, a.repeats, device)
+        if peak is not None:
+            result[name[:-2] + "_peak_gib"] = peak
     print(json.dumps(result, indent=2))
 
 

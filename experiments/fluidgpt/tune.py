@@ -21,8 +21,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from fluidgpt.compare import (Runner, _trajectory_scores, apply_overrides, load_data,
-                              load_experiment, split_of, trajectory_jobs, tuning_view)
+from fluidgpt.compare import (
+    Runner,
+    _trajectory_scores,
+    apply_overrides,
+    load_data,
+    load_experiment,
+    split_of,
+    trajectory_jobs,
+    tuning_view,
+)
 from fluidgpt.datamodule import case_tensors
 
 #: (section, key) -> values; every model's grid has 6 trials.
