@@ -187,13 +187,15 @@ def _attrs(name: str) -> dict:
 
 def canonical_dataset(position, valid, time, conditions, condition_names, *, velocity=None,
                       diameter=None, condition_units=None, erosion_rate=None, face_centre=None,
-                      face_area=None, patch=None, group=None, seed=None, attrs=None) -> xr.Dataset:
+                      face_area=None, patch=None, group=None, seed=None, attrs=None,
+                      face_vertices=None) -> xr.Dataset:
     """Assemble arrays into the canonical dataset (SI units) and validate it.
 
     position, velocity: (N, P, T, 3); valid: (N, P, T) bool; time: (N, T) or (T,) [s];
     conditions: (N, C) with names (C,) and units (C,) (looked up in CONDITION_ATTRS when
     omitted); diameter: (N, P); erosion_rate: (N, F) with face_centre (F, 3), face_area (F,),
-    patch (F,). velocity defaults to the finite difference of position; group to
+    patch (F,) and optionally face_vertices (F, K, 3), the corners of each wall face (for
+    VTK output on the wall mesh). velocity defaults to the finite difference of position; group to
     arange(N); seed to zeros.
     """
     position = np.asarray(position, dtype=np.float32)
@@ -238,6 +240,11 @@ def canonical_dataset(position, valid, time, conditions, condition_names, *, vel
         coords["face_area"] = (("face",), np.asarray(face_area, np.float64),
                                _attrs("face_area"))
         coords["patch"] = (("face",), [str(p) for p in patch], _attrs("patch"))
+        if face_vertices is not None:
+            coords["face_vertex"] = (("face", "corner", "xyz"),
+                                     np.asarray(face_vertices, np.float64),
+                                     {"units": "m", "long_name": "corners of each wall face, "
+                                      "in the mesh's order"})
     ds = xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
     ds.attrs.setdefault("Conventions", "CF-1.10")
     ds["condition_units"].attrs["long_name"] = "units of each condition"

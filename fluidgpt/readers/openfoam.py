@@ -199,7 +199,9 @@ def _wall_patches(boundary: dict, patches: Sequence[str] | None, where) -> list[
 def read_wall_faces(case, patches: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Wall faces of `patches` (all wall-type patches when None), in patch then face order.
 
-    Returns face_centre (F, 3) [m], face_area (F,) [m2], patch (F,) names.
+    Returns face_centre (F, 3) [m], face_area (F,) [m2], patch (F,) names, and
+    face_vertices (F, K, 3) [m], the corners of each face in OpenFOAM's order, when every face
+    has the same number K of corners (the hex meshes of the sweep: quads), else None.
     """
     mesh = Path(case) / "constant" / "polyMesh"
     boundary = read_boundary(case)
@@ -215,7 +217,11 @@ def read_wall_faces(case, patches: Sequence[str] | None = None) -> dict[str, np.
                                                      + boundary[n]["nFaces"])]
     centre, area = _face_geometry(points, select)
     patch = np.concatenate([[n] * boundary[n]["nFaces"] for n in names]).astype(str)
-    return {"face_centre": centre, "face_area": area, "patch": patch}
+    corners = {len(f) for f in select}
+    vertices = (np.stack([points[np.asarray(f)] for f in select]) if len(corners) == 1
+                else None)                                                  # (F, K, 3)
+    return {"face_centre": centre, "face_area": area, "patch": patch,
+            "face_vertices": vertices}
 
 
 def _boundary_values(path: Path, patches: Sequence[str], boundary: dict,

@@ -1,20 +1,21 @@
-"""Writing and running the two OpenFOAM cases of one sweep point.
+"""Writing and running the OpenFOAM cases of one sweep point.
 
 1. flow: blockMesh once per sweep, then ``simpleFoam`` (steady k-epsilon) for each pair of
    inlet speeds; the particles do not act on the gas (one-way coupling), so every case with
    the same speeds shares one flow.
-2. particles: ``icoUncoupledKinematicParcelFoam`` on that frozen velocity field, with
-   sphere drag and gravity, rebound at the walls (restitution e, friction mu), the Finnie
-   ``particleErosion`` cloud function on the walls, P tracked parcels injected once at t = 0
-   (manualInjection, fixed positions and order) and a periodic feed of erosion parcels
-   (``streams`` per burst, from ``feed_patterns`` sets of injection points taken in turn).
+2. tracks: ``icoUncoupledKinematicParcelFoam`` on that frozen velocity field with sphere
+   drag, gravity and rebound at the walls (restitution e, friction mu): P tracked parcels of
+   the case's diameter injected once at t = 0 (manualInjection, fixed positions and order),
+   laminar (no dispersion), so the trajectories are a function of the conditions.
+3. erosion: the same solver with the erosion feed alone: Rosin-Rammler size classes around
+   the case's diameter, stochastic turbulent dispersion on the flow's k-epsilon fields, the
+   Finnie ``particleErosion`` cloud function on the walls (recipe ``feed``).
 
 The case files come from ``templates/`` (our own files) with ``${name}`` placeholders.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import string
@@ -28,8 +29,9 @@ from .elbow import ElbowGeometry, block_mesh_dict, injection_positions
 from .recipe import Recipe
 
 __all__ = ["OpenFOAMNotFoundError", "foam_environment", "run_foam", "write_mesh_case",
-           "write_flow_case", "write_particle_case", "feed_positions",
-           "stream_particles_per_parcel", "SOLVERS"]
+           "write_flow_case", "write_track_case", "write_erosion_case", "feed_positions",
+           "feed_size_classes",
+           "FEED_EQUIVALENT_SECONDS", "SOLVERS"]
 
 SOLVERS = ("blockMesh", "simpleFoam", "icoUncoupledKinematicParcelFoam")
 _CMU = 0.09
@@ -137,108 +139,137 @@ def write_flow_case(case: Path, mesh_case: Path, recipe: Recipe, main_speed: flo
     _link_mesh(case, mesh_case)
 
 
-def _size_distribution(diameter: float, spread: float) -> str:
-    if spread == 0.0:
-        return f"""type        fixedValue;
+def _size_distribution(diameter: float) -> str:
+    return f"""type        fixedValue;
                 fixedValueDistribution
                 {{
                     value   {diameter:.9g};
                 }}"""
-    return f"""type        uniform;
-                uniformDistribution
-                {{
-                    minValue    {diameter * (1.0 - spread):.9g};
-                    maxValue    {diameter * (1.0 + spread):.9g};
-                }}"""
 
 
-def _injection(name: str, soi: float, positions_file: str, n_particle: float, side_speed: float,
-               diameter: float, spread: float = 0.0) -> str:
+def feed_size_classes(feed, diameter: float) -> np.ndarray:
+    """The feed's K = feed.size_classes diameters [m], each carrying 1/K of the mass.
+
+    rosin_rammler: the mass fraction coarser than x is exp(-(x / d)^n) (d = the case's
+    diameter, n = feed.spread), truncated to feed.size_range x d; class k is the size at the
+    mass quantile (k + 1/2) / K of the truncated law, as Fluent discretises its Rosin-Rammler
+    injections into a number of diameters. We sample the classes ourselves rather than use
+    OpenFOAM's RosinRammler model, whose v1912 sampler shifts the law by minValue
+    (x = minValue + d (-ln(1 - yK))^(1/n)), so it is not the law asked for. fixed: K = 1, d.
+    """
+    if feed.size_distribution == "fixed":
+        return np.array([diameter])
+    lo, hi = (r * diameter for r in feed.size_range)
+    coarser = lambda x: np.exp(-(x / diameter) ** feed.spread)   # noqa: E731
+    q = (np.arange(feed.size_classes) + 0.5) / feed.size_classes
+    # mass fraction finer than x, renormalised to the truncated range
+    target = coarser(lo) - q * (coarser(lo) - coarser(hi))
+    return diameter * (-np.log(target)) ** (1.0 / feed.spread)
+
+
+def _injection(name: str, soi: float, positions_file: str, side_speed: float, diameter: float,
+               n_particle: float | None = None, mass_total: float | None = None) -> str:
+    """A manualInjection: a fixed number of real particles per parcel (n_particle), or
+    mass_total [kg] shared equally by the parcels (OpenFOAM's mass basis)."""
+    basis = ("parcelBasisType fixed;\n            nParticle       "
+             f"{n_particle:.9g};\n            massTotal       0;" if mass_total is None else
+             f"parcelBasisType mass;\n            massTotal       {mass_total:.9g};")
     return f"""        {name}
         {{
             type            manualInjection;
-            massTotal       0;
-            parcelBasisType fixed;
-            nParticle       {n_particle:.9g};
+            {basis}
             SOI             {soi:.9g};
             positionsFile   "{positions_file}";
             U0              (0 {side_speed:.9g} 0);
             sizeDistribution
             {{
-                {_size_distribution(diameter, spread)}
+                {_size_distribution(diameter)}
             }}
         }}"""
 
 
-def stream_particles_per_parcel(recipe: Recipe, diameter: float, density: float) -> float:
-    """Real particles per erosion parcel so that the feed carries solids_mass_flow.
-
-    With a size spread s the mean of d^3 over the uniform [d (1 - s), d (1 + s)] is
-    d^3 (1 + s^2), which keeps the mean mass flow.
-    """
-    p = recipe.particles
-    particle_mass = (density * math.pi * diameter ** 3 / 6.0) * (1.0 + p.feed_size_spread ** 2)
-    return p.solids_mass_flow * p.burst_interval / (p.streams * particle_mass)
-
-
 def feed_positions(recipe: Recipe, seed: int) -> np.ndarray:
-    """Feed injection points (feed_patterns, streams, 3) [m]: burst k uses set k mod F.
-
-    One stratified grid of streams * feed_patterns points over the branch section (seed
-    `seed` + 1000003, so the feed never repeats the tracked points), dealt out in turn, so
-    that every set covers the whole section and the sets together cover it F times finer.
-    With feed_patterns 1 this is the single set every burst used before the option existed.
-    """
-    p = recipe.particles
-    points = injection_positions(recipe.geometry, p.streams * p.feed_patterns,
-                                 seed + 1_000_003, p.jitter)
-    return np.stack([points[k::p.feed_patterns] for k in range(p.feed_patterns)])
+    """Feed release points (parcels, 3) [m]: a stratified, jittered grid over the branch
+    section with seed `seed` + 1000003, so the feed never repeats the tracked points."""
+    return injection_positions(recipe.geometry, recipe.feed.parcels, seed + 1_000_003,
+                               recipe.particles.jitter)
 
 
-def _feed_files(feed_patterns: int) -> list[str]:
-    if feed_patterns == 1:
-        return ["streamPositions"]
-    return [f"streamPositions{k:03d}" for k in range(feed_patterns)]
+FEED_EQUIVALENT_SECONDS = 1.0   # the released mass is solids_mass_flow x this
 
 
-def write_particle_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recipe,
-                        conditions: dict[str, float], seed: int) -> np.ndarray:
-    """The particle case of one sweep point; returns the tracked injection points (P, 3)."""
+def _case_values(recipe: Recipe, conditions: dict[str, float], end_time: float,
+                 write_every: int, injection_models: list[str], dispersion: str) -> dict:
     p, e = recipe.particles, recipe.erosion
-    side, d = conditions["side_inlet_speed"], conditions["particle_diameter"]
-    rho_p = conditions["particle_density"]
-    tracked = injection_positions(recipe.geometry, p.tracked, seed, p.jitter)
-    feeds = feed_positions(recipe, seed)
-    # The tracked parcels go in alone in the first step, so their origId are 0..P-1 in file
-    # order; the erosion feed starts one step later. One real particle per tracked parcel
-    # keeps their share of the eroded volume negligible (and they have left before the
-    # erosion window opens).
-    models = [_injection("tracked", 0.0, "trackedPositions", 1.0, side, d)]
-    n_bursts = int(round(p.end_time / p.burst_interval))
-    n_stream = stream_particles_per_parcel(recipe, d, rho_p)
-    names = _feed_files(p.feed_patterns)
-    for k in range(n_bursts):
-        soi = k * p.burst_interval + p.delta_t
-        models.append(_injection(f"feed{k:03d}", soi, names[k % p.feed_patterns], n_stream,
-                                 side, d, p.feed_size_spread))
-    values = {
-        "end_time": f"{p.end_time:.9g}", "delta_t": f"{p.delta_t:.9g}",
-        "write_every": int(round(p.sample_interval / p.delta_t)),
+    return {
+        "end_time": f"{end_time:.9g}", "delta_t": f"{p.delta_t:.9g}",
+        "write_every": write_every,
         "fluid_density": f"{recipe.fluid.density:g}", "nu": f"{recipe.fluid.viscosity:g}",
         "mu": f"{recipe.fluid.viscosity * recipe.fluid.density:.9g}",
         "gravity": " ".join(f"{v:g}" for v in p.gravity),
         "max_courant": f"{p.max_courant:g}", "velocity_interpolation": p.interpolation,
-        "particle_density": f"{rho_p:g}",
+        "particle_density": f"{conditions['particle_density']:g}",
         "restitution": f"{conditions['restitution']:g}", "friction": f"{p.friction:g}",
-        "injection_models": "\n".join(models),
+        "injection_models": "\n".join(injection_models),
+        "dispersion_model": ("stochasticDispersionRAS" if dispersion == "stochastic"
+                             else "none"),
+        "simulation_type": "RAS" if dispersion == "stochastic" else "laminar",
         "erosion_patches": " ".join(e.patches), "flow_stress": f"{e.flow_stress:g}",
         "psi": f"{e.psi:g}", "K": f"{e.K:g}",
     }
+
+
+def write_track_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recipe,
+                     conditions: dict[str, float], seed: int) -> np.ndarray:
+    """The tracked-particle pass of one sweep point: P parcels of the case's diameter
+    injected once at t = 0 (one real particle each, no dispersion: deterministic), written
+    every sample_interval up to the horizon. Returns the injection points (P, 3)."""
+    p = recipe.particles
+    side, d = conditions["side_inlet_speed"], conditions["particle_diameter"]
+    tracked = injection_positions(recipe.geometry, p.tracked, seed, p.jitter)
+    models = [_injection("tracked", 0.0, "trackedPositions", side, d, n_particle=1.0)]
+    values = _case_values(recipe, conditions, p.horizon,
+                          int(round(p.sample_interval / p.delta_t)), models, "none")
     _copy_templates("particles", case, values)
     _link_mesh(case, mesh_case)
     (case / "constant" / "trackedPositions").write_text(
         _foam_vector_list(tracked, "trackedPositions"))
-    for name, points in zip(names, feeds):
-        (case / "constant" / name).write_text(_foam_vector_list(points, name))
     shutil.copyfile(flow_U, case / "0" / "U")
     return tracked
+
+
+def write_erosion_case(case: Path, mesh_case: Path, flow_U: Path, recipe: Recipe,
+                       conditions: dict[str, float], seed: int) -> float:
+    """The erosion pass of one sweep point: the feed (see FeedSettings) released at once and
+    tracked for feed.duration, with Finnie particleErosion on the walls, written only at the
+    end. The release points are dealt out in turn to the size classes (feed_size_classes),
+    one manualInjection each with an equal share of the mass, so every class covers the
+    whole branch. With stochastic dispersion the flow's k, epsilon and nut are copied next
+    to U (the solver builds the frozen k-epsilon model from them). Returns the released
+    mass [kg]."""
+    f = recipe.feed
+    side, d = conditions["side_inlet_speed"], conditions["particle_diameter"]
+    mass = f.solids_mass_flow * FEED_EQUIVALENT_SECONDS
+    sizes = feed_size_classes(f, d)
+    points = feed_positions(recipe, seed)
+    if len(points) < len(sizes):
+        raise ValueError(f"feed.parcels ({len(points)}) must be at least the number of size "
+                         f"classes ({len(sizes)})")
+    models, files = [], {}
+    for k, size in enumerate(sizes):
+        share = points[k::len(sizes)]
+        name = f"feedPositions{k:03d}"
+        files[name] = share
+        models.append(_injection(f"feed{k:03d}", 0.0, name, side, float(size),
+                                 mass_total=mass * len(share) / len(points)))
+    steps = int(round(f.duration / recipe.particles.delta_t))
+    values = _case_values(recipe, conditions, f.duration, steps, models, f.dispersion)
+    _copy_templates("particles", case, values)
+    _link_mesh(case, mesh_case)
+    for name, share in files.items():
+        (case / "constant" / name).write_text(_foam_vector_list(share, name))
+    shutil.copyfile(flow_U, case / "0" / "U")
+    if f.dispersion == "stochastic":
+        for name in ("k", "epsilon", "nut"):
+            shutil.copyfile(flow_U.parent / name, case / "0" / name)
+    return mass

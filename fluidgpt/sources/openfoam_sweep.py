@@ -1,20 +1,22 @@
 """Build the canonical elbow-erosion dataset by running an OpenFOAM sweep.
 
-``build_sweep(recipe, output)`` runs, for every grid point of the recipe (or its variant):
-the shared blockMesh, one steady gas flow per pair of inlet speeds, then one particle case
-per point; it reads the tracked parcels and the eroded volume back (fluidgpt.readers),
-resamples every trajectory onto ``n_steps`` times from the injection at t = 0, converts the
-eroded volume over the steady window into a rate, and writes the canonical dataset.
-Cases run in parallel (``workers`` processes, each OpenFOAM run under ``nice``).
+``build_sweep(recipe, output)`` runs, for every case of the recipe's design (or its
+variant): the shared blockMesh, one steady gas flow per pair of inlet speeds, then two
+particle passes per case (foam_cases): the tracked particles, read back (fluidgpt.readers)
+and resampled onto ``n_steps`` times from the injection at t = 0, and the erosion feed,
+whose eroded volume per wall face becomes a rate. Cases run in parallel (``workers``
+processes, each OpenFOAM run under ``nice``).
 
-Variants: ``physical`` (the grid), ``paper_style`` (the grid replicated under the recipe's
-inert labels, see sources.variants) and ``noise_ceiling`` (``noise_ceiling.cases`` grid
-points, each run with every seed of ``noise_ceiling.seeds``; the pairs share a group).
+Variants: ``physical`` (the design), ``paper_style`` (the design replicated under the
+recipe's inert labels, see sources.variants) and ``noise_ceiling`` (``noise_ceiling.cases``
+cases of the design, each run with every seed of ``noise_ceiling.seeds``; the pairs share a
+group).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import tempfile
 import time
@@ -27,15 +29,16 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from ..readers.openfoam import erosion_rate, particle_key, read_tracks, read_wall_faces
+from ..readers.openfoam import particle_key, read_eroded_volume, read_tracks, read_wall_faces
 from ..readers.tracks import resample_tracks, uniform_times
 from ..schema import PHYSICAL_CONDITIONS, canonical_dataset, save_dataset
 from .foam_cases import (
     foam_environment,
     run_foam,
+    write_erosion_case,
     write_flow_case,
     write_mesh_case,
-    write_particle_case,
+    write_track_case,
 )
 from .recipe import Recipe, case_grid, load_recipe
 from .variants import paper_style_variant
@@ -83,15 +86,26 @@ def _is_number(name: str) -> bool:
     return True
 
 
+def _parcels_left(log: Path) -> int:
+    """Parcels still in the domain at the end of a run (the solver's last report)."""
+    counts = re.findall(r"Current number of parcels\s*=\s*(\d+)", log.read_text())
+    if not counts:
+        raise RuntimeError(f"{log}: no 'Current number of parcels' line: not a parcel run?")
+    return int(counts[-1])
+
+
 def _particle_job(args):
     recipe, case, mesh, flow_U, conditions, seed, face_area, keep = args
-    p, e = recipe.particles, recipe.erosion
+    p, e, f = recipe.particles, recipe.erosion, recipe.feed
     start = time.perf_counter()
-    tracked = write_particle_case(case, mesh, flow_U, recipe, conditions, seed)
-    run_foam("icoUncoupledKinematicParcelFoam", case, foam_environment(), recipe.nice)
-    solver_seconds = time.perf_counter() - start
+    # pass 1, the tracked particles: one size, no dispersion, so their trajectories are a
+    # function of the conditions
+    track_case, erosion_case = case / "tracks", case / "erosion"
+    tracked = write_track_case(track_case, mesh, flow_U, recipe, conditions, seed)
+    run_foam("icoUncoupledKinematicParcelFoam", track_case, foam_environment(), recipe.nice)
+    track_seconds = time.perf_counter() - start
     times = uniform_times(p.n_steps, p.sample_interval)
-    table = read_tracks(case, t_max=times[-1] * (1 + 1e-9))
+    table = read_tracks(track_case, t_max=times[-1] * (1 + 1e-9))
     ids = particle_key(0, np.arange(p.tracked))
     start_rows = pd.DataFrame({
         "particle": ids, "time": 0.0, "x": tracked[:, 0], "y": tracked[:, 1],
@@ -99,13 +113,23 @@ def _particle_job(args):
         "diameter": conditions["particle_diameter"]})
     table = pd.concat([start_rows, table[table["particle"].isin(ids)]], ignore_index=True)
     traj = resample_tracks(table, times, particles=ids)
-    rate = erosion_rate(case, p.steady_after, p.end_time, e.wall_density, face_area,
-                        e.patches)
+    # pass 2, the erosion feed: polydisperse and turbulent, released at once; its eroded
+    # volume is what a steady feed of solids_mass_flow erodes in FEED_EQUIVALENT_SECONDS
+    t2 = time.perf_counter()
+    mass = write_erosion_case(erosion_case, mesh, flow_U, recipe, conditions, seed)
+    run_foam("icoUncoupledKinematicParcelFoam", erosion_case, foam_environment(), recipe.nice)
+    erosion_seconds = time.perf_counter() - t2
+    volume = read_eroded_volume(erosion_case, f.duration, e.patches)
+    seconds = mass / f.solids_mass_flow
+    rate = e.wall_density * np.clip(volume, 0.0, None) / (np.asarray(face_area) * seconds)
+    left = _parcels_left(erosion_case / "log.icoUncoupledKinematicParcelFoam")
     if not keep:
         shutil.rmtree(case, ignore_errors=True)
     return {"position": traj.position, "velocity": traj.velocity, "valid": traj.valid,
             "diameter": traj.diameter, "erosion_rate": rate,
-            "solver_seconds": solver_seconds,
+            "feed_left": left / f.parcels,
+            "solver_seconds": track_seconds + erosion_seconds,
+            "track_seconds": track_seconds, "erosion_seconds": erosion_seconds,
             "total_seconds": time.perf_counter() - start}
 
 
@@ -185,7 +209,7 @@ def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
         if own_dir and not keep_cases:
             shutil.rmtree(root, ignore_errors=True)
     elapsed = time.perf_counter() - t_start
-    p = recipe.particles
+    p, f = recipe.particles, recipe.feed
     stack = {k: np.stack([r[k] for r in results]) for k in
              ("position", "velocity", "valid", "diameter", "erosion_rate")}
     attrs = {
@@ -194,10 +218,18 @@ def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
                   "icoUncoupledKinematicParcelFoam with particleErosion",
         "recipe_name": recipe.name, "variant": variant,
         "recipe": _recipe_yaml(recipe),
-        "erosion_window_s": [p.steady_after, p.end_time],
-        "erosion_parcels_per_burst": p.streams, "erosion_feed_patterns": p.feed_patterns,
-        "erosion_parcel_paths": p.erosion_paths,
-        "erosion_parcels_per_window": p.erosion_parcels,
+        "design": recipe.design.kind,
+        "erosion_feed": (f"{f.parcels} parcels released at once, "
+                         + (f"Rosin-Rammler sizes (d = the case's particle_diameter, spread n "
+                            f"{f.spread}, truncated to [{f.size_range[0]}, {f.size_range[1]}] "
+                            "x d)" if f.size_distribution == "rosin_rammler" else "one size")
+                         + (", stochasticDispersionRAS on the flow's k-epsilon"
+                            if f.dispersion == "stochastic" else ", no dispersion")
+                         + f", tracked {f.duration} s; rate = what a steady "
+                           f"{f.solids_mass_flow} kg/s feed erodes"),
+        "erosion_parcels": f.parcels,
+        "feed_left_max": round(float(max(r["feed_left"] for r in results)), 5),
+        "feed_left_mean": round(float(np.mean([r["feed_left"] for r in results])), 5),
         "erosion_model": (f"Finnie via OpenFOAM particleErosion (p {recipe.erosion.flow_stress}"
                           f", psi {recipe.erosion.psi}, K {recipe.erosion.K}), wall density "
                           f"{recipe.erosion.wall_density} kg m-3"),
@@ -207,6 +239,9 @@ def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
         "case_seconds_mean": round(float(np.mean([r["total_seconds"] for r in results])), 2),
         "solver_seconds_mean": round(float(np.mean([r["solver_seconds"] for r in results])),
                                      2),
+        "track_seconds_mean": round(float(np.mean([r["track_seconds"] for r in results])), 2),
+        "erosion_seconds_mean": round(float(np.mean([r["erosion_seconds"] for r in results])),
+                                      2),
         "flow_stage_seconds": round(t_flow, 1), "case_stage_seconds": round(t_part, 1),
     }
     ds = canonical_dataset(
@@ -215,6 +250,7 @@ def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
         velocity=stack["velocity"], diameter=stack["diameter"],
         erosion_rate=stack["erosion_rate"], face_centre=faces["face_centre"],
         face_area=faces["face_area"], patch=faces["patch"],
+        face_vertices=faces["face_vertices"],
         group=plan["group"].to_numpy(), seed=plan["seed"].to_numpy(), attrs=attrs)
     if variant == "paper_style":
         ds = paper_style_variant(ds, recipe.inert)

@@ -1,4 +1,4 @@
-"""The sweep recipe: geometry, fluid, particles, erosion and the grid of case conditions.
+"""The sweep recipe: geometry, fluid, particles, erosion feed and the design of the cases.
 
 A recipe is a YAML file (datasets/elbow_erosion/recipe.yaml) read into frozen dataclasses;
 unknown keys are an error. ``profiles`` in the file are named overrides (deep-merged), e.g.
@@ -10,17 +10,20 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy.stats import qmc
 
 from ..schema import CONDITION_ATTRS, PHYSICAL_CONDITIONS
 from .elbow import WALL_PATCHES, ElbowGeometry
 
-__all__ = ["FluidSettings", "ParticleSettings", "ErosionSettings", "NoiseCeiling", "Recipe",
-           "load_recipe", "recipe_from_dict", "case_grid"]
+__all__ = ["FluidSettings", "ParticleSettings", "FeedSettings", "ConditionRange", "Design",
+           "ErosionSettings", "NoiseCeiling", "Recipe", "load_recipe", "recipe_from_dict",
+           "case_grid"]
 
 
 @dataclass(frozen=True)
@@ -40,40 +43,25 @@ class FluidSettings:
 
 @dataclass(frozen=True)
 class ParticleSettings:
-    """Injection, tracking and sampling of the particles.
+    """The tracked particles: injection, tracking and sampling (their own solver pass).
 
-    tracked: P particles whose trajectories are kept (injected once at t = 0, fixed order);
-    streams: parcels per erosion burst, injected every burst_interval [s] from delta_t on, a
-    periodic feed carrying solids_mass_flow [kg s-1] in total; feed_patterns: distinct sets of
-    `streams` feed injection points, taken by the bursts in turn (burst k from set
-    k mod feed_patterns), so that the erosion window sees streams * feed_patterns distinct
-    (deterministic) parcel paths for the cost of `streams` parcels per burst; 1 feeds every
-    burst from the same points; feed_size_spread: s, the feed's diameters drawn uniformly
-    from [d (1 - s), d (1 + s)] around the case's diameter d (a sieved size class; 0: every
-    feed parcel has diameter d), drawn by OpenFOAM's own seeded generator, so a re-run
-    reproduces them; the tracked particles keep diameter d; seed/jitter: injection points
-    (see elbow.injection_positions); n_steps samples every sample_interval [s] from t = 0;
-    delta_t: solver step [s] (parcels sub-step to max_courant of a cell); interpolation: of
-    the gas velocity at the parcel ("cell": the cell value, which with wall functions is the
-    log-layer speed; "cellPoint" decays to zero at the walls and traps parcels sliding along
-    them in this coarse RANS mesh); erosion rate from
-    the eroded volume between steady_after and steady_after + erosion_window [s]; friction:
-    tangential wall friction; gravity [m s-2].
+    tracked: P particles whose trajectories are kept, injected once at t = 0 in a fixed
+    order, all of the case's diameter, without turbulent dispersion, so that a re-run
+    reproduces them bit for bit and the trajectories are a function of the conditions;
+    seed/jitter: injection points (see elbow.injection_positions); n_steps samples every
+    sample_interval [s] from t = 0; delta_t: solver step [s] (parcels sub-step to
+    max_courant of a cell; shared with the erosion feed); interpolation: of the gas velocity
+    at the parcel ("cell": the cell value, which with wall functions is the log-layer speed;
+    "cellPoint" decays to zero at the walls and traps parcels sliding along them in this
+    coarse RANS mesh); friction: tangential wall friction; gravity [m s-2].
     """
 
     tracked: int = 196
-    streams: int = 196
-    feed_patterns: int = 1
     seed: int = 25
     jitter: float = 0.5
     n_steps: int = 50
     sample_interval: float = 0.005
     delta_t: float = 0.001
-    burst_interval: float = 0.01
-    feed_size_spread: float = 0.0
-    steady_after: float = 0.3
-    erosion_window: float = 0.1
-    solids_mass_flow: float = 0.01
     max_courant: float = 0.3
     interpolation: str = "cell"
     friction: float = 0.1
@@ -83,19 +71,37 @@ class ParticleSettings:
     def horizon(self) -> float:
         return (self.n_steps - 1) * self.sample_interval
 
-    @property
-    def end_time(self) -> float:
-        return self.steady_after + self.erosion_window
 
-    @property
-    def erosion_paths(self) -> int:
-        """Distinct feed parcel paths behind the erosion rate (streams * feed_patterns)."""
-        return self.streams * self.feed_patterns
+FEED_SIZES = ("rosin_rammler", "fixed")
+FEED_DISPERSION = ("stochastic", "none")
 
-    @property
-    def erosion_parcels(self) -> int:
-        """Feed parcels injected per erosion window (streams per burst, every burst)."""
-        return self.streams * int(round(self.erosion_window / self.burst_interval))
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """The erosion feed: a polydisperse, turbulent particle stream in its own solver pass.
+
+    parcels: feed parcels released at once from a stratified, jittered grid over the branch
+    (seed + 1000003: never the tracked points), each carrying an equal share of
+    solids_mass_flow [kg s-1] x 1 s (OpenFOAM's mass basis), tracked for `duration` [s]
+    (until nearly all have left: the share still inside is recorded), so that the eroded
+    volume per face is what a steady feed erodes in one second (the parcels do not interact:
+    one-way coupled, no collisions, so a steady feed is a superposition of single releases).
+    size_distribution: "rosin_rammler" (the mass fraction coarser than x is exp(-(x / d)^n),
+    d the case's particle_diameter, n = spread, Fluent's "spread parameter"), truncated to
+    size_range x d and discretised into size_classes diameters of equal mass (as Fluent's
+    Rosin-Rammler injections are); "fixed": every parcel of diameter d.
+    dispersion: "stochastic" (stochasticDispersionRAS: a random eddy velocity from the
+    flow's k-epsilon fields, Gosman-Ioannides) or "none".
+    """
+
+    parcels: int = 8000
+    size_distribution: str = "rosin_rammler"
+    spread: float = 3.5
+    size_range: tuple[float, float] = (0.25, 3.0)
+    size_classes: int = 20
+    dispersion: str = "stochastic"
+    duration: float = 0.4
+    solids_mass_flow: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -118,14 +124,61 @@ class NoiseCeiling:
 
 
 @dataclass(frozen=True)
+class ConditionRange:
+    """A continuous range [min, max] of one condition for a space-filling design; scale
+    "log" spreads the cases evenly in log(value) (particle size)."""
+
+    min: float
+    max: float
+    scale: str = "linear"
+
+    def __post_init__(self):
+        if not self.max > self.min or (self.scale == "log" and self.min <= 0):
+            raise ValueError(f"a condition range needs min < max (and min > 0 on a log scale), "
+                             f"got [{self.min}, {self.max}] ({self.scale})")
+        if self.scale not in ("linear", "log"):
+            raise ValueError(f"a condition range's scale is linear or log, got {self.scale!r}")
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Map u in [0, 1) onto the range."""
+        if self.scale == "log":
+            return np.exp(np.log(self.min) + u * (np.log(self.max) - np.log(self.min)))
+        return self.min + u * (self.max - self.min)
+
+
+DESIGNS = ("factorial", "sobol", "lhs")
+
+
+@dataclass(frozen=True)
+class Design:
+    """How the case conditions are chosen: "factorial" (every combination of listed values)
+    or a space-filling design over the condition ranges: "sobol" (scrambled Sobol points,
+    best with a power-of-two `cases`) or "lhs" (a Latin hypercube optimised for centred
+    discrepancy), both from scipy.stats.qmc with `seed`."""
+
+    kind: str = "factorial"
+    cases: int = 0
+    seed: int = 25
+
+    def __post_init__(self):
+        if self.kind not in DESIGNS:
+            raise ValueError(f"design.kind must be one of {DESIGNS}, got {self.kind!r}")
+        if self.kind != "factorial" and self.cases < 2:
+            raise ValueError(f"a {self.kind} design needs design.cases >= 2, got {self.cases}")
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """Everything a sweep needs; conditions maps each physical condition to its values."""
+    """Everything a sweep needs; conditions maps each physical condition to its values (a
+    factorial design) or to a ConditionRange (a space-filling design)."""
 
     name: str
-    conditions: dict[str, tuple[float, ...]]
+    conditions: dict[str, tuple[float, ...] | ConditionRange]
+    design: Design = field(default_factory=Design)
     geometry: ElbowGeometry = field(default_factory=ElbowGeometry)
     fluid: FluidSettings = field(default_factory=FluidSettings)
     particles: ParticleSettings = field(default_factory=ParticleSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
     erosion: ErosionSettings = field(default_factory=ErosionSettings)
     inert: dict[str, tuple[float, ...]] = field(default_factory=dict)
     noise_ceiling: NoiseCeiling = field(default_factory=NoiseCeiling)
@@ -139,7 +192,16 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: conditions must be exactly "
                              f"{list(PHYSICAL_CONDITIONS)}; missing {missing}, unknown {extra} "
                              "(labels that change nothing go under 'inert')")
-        for name, values in {**self.conditions, **self.inert}.items():
+        ranges = [isinstance(v, ConditionRange) for v in self.conditions.values()]
+        if self.design.kind == "factorial" and any(ranges):
+            raise ValueError(f"recipe {self.name!r}: a factorial design lists values for every "
+                             "condition; {min, max} ranges need design.kind sobol or lhs")
+        if self.design.kind != "factorial" and not all(ranges):
+            raise ValueError(f"recipe {self.name!r}: a {self.design.kind} design needs a "
+                             "{min, max} range for every condition, found lists for "
+                             f"{[c for c, r in zip(self.conditions, ranges) if not r]}")
+        lists = {k: v for k, v in self.conditions.items() if not isinstance(v, ConditionRange)}
+        for name, values in {**lists, **self.inert}.items():
             if len(values) == 0 or len(set(values)) != len(values):
                 raise ValueError(f"recipe {self.name!r}: {name} needs distinct values, "
                                  f"got {list(values)}")
@@ -149,9 +211,12 @@ class Recipe:
                              f"conditions {sorted(set(CONDITION_ATTRS) - set(PHYSICAL_CONDITIONS))}"
                              f", got {bad}")
         _check_times(self.particles)
+        _check_feed(self.feed, self.particles)
 
     @property
     def n_cases(self) -> int:
+        if self.design.kind != "factorial":
+            return self.design.cases
         return math.prod(len(v) for v in self.conditions.values())
 
 
@@ -161,31 +226,39 @@ def _multiple(a: float, b: float) -> bool:
 
 
 def _check_times(p: ParticleSettings) -> None:
-    checks = [
-        ("sample_interval", p.sample_interval, "delta_t", p.delta_t),
-        ("burst_interval", p.burst_interval, "delta_t", p.delta_t),
-        ("steady_after", p.steady_after, "sample_interval", p.sample_interval),
-        ("erosion_window", p.erosion_window, "sample_interval", p.sample_interval),
-    ]
-    for a_name, a, b_name, b in checks:
-        if not _multiple(a, b):
-            raise ValueError(f"particles.{a_name} ({a}) must be a whole multiple of "
-                             f"particles.{b_name} ({b}) so that it falls on a solver write")
-    if p.horizon > p.steady_after:
-        raise ValueError(f"the trajectory horizon (n_steps - 1) * sample_interval = {p.horizon} s "
-                         f"must not exceed particles.steady_after = {p.steady_after} s")
-    if p.tracked < 1 or p.streams < 1 or p.n_steps < 2:
-        raise ValueError("particles.tracked and particles.streams must be >= 1, n_steps >= 2")
-    if not 0.0 <= p.feed_size_spread < 1.0:
-        raise ValueError(f"particles.feed_size_spread is a relative half-width, 0 <= s < 1; "
-                         f"got {p.feed_size_spread}")
-    if p.feed_patterns < 1:
-        raise ValueError(f"particles.feed_patterns must be >= 1, got {p.feed_patterns}")
-    period = p.feed_patterns * p.burst_interval
-    if not _multiple(p.erosion_window, period):
-        raise ValueError(f"particles.erosion_window ({p.erosion_window}) must be a whole "
-                         f"multiple of feed_patterns * burst_interval ({period}), the period "
-                         "of the feed, so that the rate averages whole periods")
+    if not _multiple(p.sample_interval, p.delta_t):
+        raise ValueError(f"particles.sample_interval ({p.sample_interval}) must be a whole "
+                         f"multiple of particles.delta_t ({p.delta_t}) so that it falls on a "
+                         "solver write")
+    if p.tracked < 1 or p.n_steps < 2:
+        raise ValueError("particles.tracked must be >= 1 and n_steps >= 2")
+
+
+def _check_feed(f: FeedSettings, p: ParticleSettings) -> None:
+    if f.parcels < 1:
+        raise ValueError(f"feed.parcels must be >= 1, got {f.parcels}")
+    if f.size_classes < 1 or (f.size_distribution == "rosin_rammler"
+                              and f.parcels < f.size_classes):
+        raise ValueError(f"feed.size_classes must be >= 1 and at most feed.parcels "
+                         f"({f.parcels}), got {f.size_classes}")
+    if f.size_distribution not in FEED_SIZES:
+        raise ValueError(f"feed.size_distribution must be one of {FEED_SIZES}, got "
+                         f"{f.size_distribution!r}")
+    if f.dispersion not in FEED_DISPERSION:
+        raise ValueError(f"feed.dispersion must be one of {FEED_DISPERSION}, got "
+                         f"{f.dispersion!r}")
+    if f.size_distribution == "rosin_rammler" and not f.spread > 0:
+        raise ValueError(f"feed.spread (the Rosin-Rammler spread parameter n) must be > 0, "
+                         f"got {f.spread}")
+    lo, hi = f.size_range
+    if not 0 < lo < 1 < hi:
+        raise ValueError(f"feed.size_range [lo, hi] (relative to the case's diameter) needs "
+                         f"0 < lo < 1 < hi, got {list(f.size_range)}")
+    if not _multiple(f.duration, p.delta_t):
+        raise ValueError(f"feed.duration ({f.duration}) must be a whole multiple of "
+                         f"particles.delta_t ({p.delta_t})")
+    if not f.solids_mass_flow > 0:
+        raise ValueError(f"feed.solids_mass_flow must be > 0, got {f.solids_mass_flow}")
 
 
 def _build(cls, values: dict | None, where: str):
@@ -246,17 +319,25 @@ def recipe_from_dict(data: dict, profile: str | None = None) -> Recipe:
     return Recipe(
         name=name,
         description=str(data.get("description", "")).strip(),
-        conditions={k: tuple(float(x) for x in _as_list(v)) for k, v in
+        conditions={k: _condition_values(v, f"recipe.conditions.{k}") for k, v in
                     data["conditions"].items()},
+        design=_build(Design, data.get("design"), "recipe.design"),
         inert={k: tuple(float(x) for x in _as_list(v)) for k, v in
                (data.get("inert") or {}).items()},
         geometry=_build(ElbowGeometry, data.get("geometry"), "recipe.geometry"),
         fluid=_build(FluidSettings, data.get("fluid"), "recipe.fluid"),
         particles=_build(ParticleSettings, data.get("particles"), "recipe.particles"),
+        feed=_build(FeedSettings, data.get("feed"), "recipe.feed"),
         erosion=_build(ErosionSettings, data.get("erosion"), "recipe.erosion"),
         noise_ceiling=_build(NoiseCeiling, data.get("noise_ceiling"), "recipe.noise_ceiling"),
         nice=int(data.get("nice", 10)),
     )
+
+
+def _condition_values(v, where: str):
+    if isinstance(v, dict):
+        return _build(ConditionRange, v, where)
+    return tuple(float(x) for x in _as_list(v))
 
 
 def _as_list(v):
@@ -274,6 +355,24 @@ def load_recipe(path, profile: str | None = None) -> Recipe:
 
 
 def case_grid(recipe: Recipe) -> np.ndarray:
-    """The full factorial grid (n_cases, len(PHYSICAL_CONDITIONS)), last condition fastest."""
-    axes = [recipe.conditions[c] for c in PHYSICAL_CONDITIONS]
-    return np.array(list(itertools.product(*axes)), dtype=float)
+    """The case conditions (n_cases, len(PHYSICAL_CONDITIONS)) of the recipe's design.
+
+    factorial: every combination of the listed values, last condition fastest; sobol / lhs:
+    design.cases points of a scrambled Sobol sequence or an optimised Latin hypercube
+    (scipy.stats.qmc, seeded) in the unit cube, mapped onto each condition's range.
+    """
+    if recipe.design.kind == "factorial":
+        axes = [recipe.conditions[c] for c in PHYSICAL_CONDITIONS]
+        return np.array(list(itertools.product(*axes)), dtype=float)
+    d, n, seed = len(PHYSICAL_CONDITIONS), recipe.design.cases, recipe.design.seed
+    if recipe.design.kind == "sobol":
+        sampler = qmc.Sobol(d, scramble=True, seed=seed)
+        with warnings.catch_warnings():     # balance needs 2^m points; any n is still valid
+            warnings.simplefilter("ignore", UserWarning)
+            unit = sampler.random(n)
+    else:
+        unit = qmc.LatinHypercube(d, optimization="random-cd", seed=seed).random(n)
+    columns = [recipe.conditions[c].from_unit(unit[:, i])
+               for i, c in enumerate(PHYSICAL_CONDITIONS)]
+    # 4 significant digits: conditions a person can read and type back
+    return np.vectorize(lambda v: float(f"{v:.4g}"))(np.stack(columns, axis=1))
