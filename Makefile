@@ -38,9 +38,12 @@ openfoam:
 	command -v icoUncoupledKinematicParcelFoam >/dev/null || \
 	  (apt-get update && apt-get install -y openfoam)
 
-fluidgpt-sample: install openfoam  # rebuild the shipped 108-case sample (~20 min on 2 cores)
+fluidgpt-sample: install openfoam  # rebuild the shipped 160-case sample and its noise pairs
 	$(VENV)/bin/fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml \
 	  --profile sample --output fluidgpt/sample_data/elbow_sample.nc --overwrite
+	$(VENV)/bin/fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml \
+	  --profile sample --variant noise_ceiling \
+	  --output fluidgpt/sample_data/elbow_sample_noise.nc --overwrite
 
 fluidgpt-dataset: install openfoam  # the full sweep (hundreds of cases, about an hour or more)
 	$(VENV)/bin/fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml \

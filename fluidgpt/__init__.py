@@ -5,8 +5,8 @@ The public API, imported on first use (``import fluidgpt`` stays light for the c
 * data: ``load_dataset``, ``make_split``, ``Split``, ``open_dataset``, ``save_dataset``,
   ``validate``, ``case_tensors``, ``CaseTensors``, ``FluidDataModule``;
 * networks and modules: ``FluidGPT``, ``GPTModule``, ``SequenceModule``, ``ErosionModule``,
-  ``NearestCase``, ``load_module``, ``GPTConfig``, ``LSTMConfig``, ``ErosionConfig``,
-  ``TrainConfig``;
+  ``NearestCase``, ``InverseDistanceErosion``, ``PODErosion``, ``load_module``,
+  ``GPTConfig``, ``LSTMConfig``, ``ErosionConfig``, ``TrainConfig``;
 * workflow: ``load_experiment``, ``run_fit``, ``run_compare``, ``evaluate_checkpoints``,
   ``load_pipeline``, ``write_prediction`` (and ``fluidgpt.predict.predict``, the function
   of the submodule of that name);
@@ -25,6 +25,7 @@ _EXPORTS = {
     "open_dataset": "schema", "save_dataset": "schema", "validate": "schema",
     "case_tensors": "datamodule", "CaseTensors": "datamodule", "FluidDataModule": "datamodule",
     "FluidGPT": "gpt", "NearestCase": "baselines",
+    "InverseDistanceErosion": "surrogates", "PODErosion": "surrogates",
     "GPTModule": "lightning", "SequenceModule": "lightning", "ErosionModule": "lightning",
     "load_module": "lightning",
     "GPTConfig": "config", "LSTMConfig": "config", "ErosionConfig": "config",

@@ -3,8 +3,9 @@
     fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml --output elbow.zarr
     fluidgpt fit --config experiments/fluidgpt/compare.yaml [section.key=value ...]
     fluidgpt predict --checkpoint gpt.ckpt --checkpoint erosion.ckpt \\
-        --conditions "main_inlet_speed=9,side_inlet_speed=25,..." --output pred.zarr
-    fluidgpt evaluate --checkpoint gpt.ckpt [--checkpoint erosion.ckpt] --data X --split grouped
+        --conditions "main_inlet_speed=9,side_inlet_speed=25,..." --output pred.zarr \\
+        [--vtk [DIR]] [--plot hotspot.png] [--overwrite]
+    fluidgpt evaluate --checkpoint gpt.ckpt [--checkpoint erosion.ckpt] --data X --split interior
     fluidgpt compare --config experiments/fluidgpt/compare.yaml --output compare.csv
     fluidgpt demo
 
@@ -80,20 +81,38 @@ def _conditions(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import load_pipeline, predict, prediction_summary, write_prediction
+    from .predict import load_pipeline, predict, prediction_summary, write_outputs
 
     if not args.output.endswith((".zarr", ".nc")):
         raise UsageError(f"--output must end in .zarr or .nc, found {args.output!r}")
+    if Path(args.output).exists() and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
     table = _conditions(args)
     pipeline = load_pipeline(args.checkpoint)
+    wall_outputs = [f for f, v in (("--vtk", args.vtk), ("--plot", args.plot)) if v is not None]
+    if wall_outputs and (pipeline.erosion is None or
+                         not pipeline.erosion.config.magnitude_head):
+        raise UsageError(f"{' and '.join(wall_outputs)} need predicted erosion rates: give an "
+                         "erosion checkpoint with a magnitude head")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = predict(pipeline, table)
     for w in caught:
         if issubclass(w.category, UserWarning) and "extrapolation" in str(w.message):
             print(f"warning: {w.message}", file=sys.stderr)
-    path = write_prediction(ds, args.output)
-    print(f"wrote {path}: {prediction_summary(ds)}")
+    vtk_dir = None
+    if args.vtk is not None:
+        vtk_dir = Path(args.vtk) if args.vtk else Path(args.output).parent
+    written = write_outputs(ds, args.output, vtk_dir, args.plot, overwrite=args.overwrite)
+    print(f"wrote {written['prediction']}: {prediction_summary(ds)}")
+    if written["vtk"]:
+        print(f"wall maps for ParaView: {written['vtk'][0]}"
+              + (f" .. {written['vtk'][-1].name}" if len(written["vtk"]) > 1 else ""))
+        if not written["vtk_faces"]:
+            print("note: the training data has no face corners (face_vertex), so the VTK "
+                  "files hold one vertex cell per face centre (view with Point Gaussian)")
+    if written["plot"]:
+        print(f"hot-spot plot (case 0): {written['plot']}")
     return 0
 
 
@@ -229,21 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", default=None, help='"name=value,name=value" (one case)')
     p.add_argument("--conditions-file", default=None, help="CSV: one column per condition")
     p.add_argument("--output", required=True, help="pred.zarr or pred.nc")
+    p.add_argument("--vtk", nargs="?", const="", default=None, metavar="DIR",
+                   help="also write each case's wall map for ParaView as "
+                        "DIR/<output stem>_case<k>.vtu (cell data erosion_rate in "
+                        "kg m-2 s-1 and wall_loss_rate in mm/yr); --vtk alone writes them "
+                        "next to --output. Needs an erosion checkpoint")
+    p.add_argument("--plot", default=None, metavar="PATH.png",
+                   help="also draw the first case's wall loss (mm/yr) with its raw and "
+                        "2 cm-smoothed hot spots. Needs an erosion checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (the prediction, VTK files, plot)")
     p.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="score checkpoints on held-out cases")
     e.add_argument("--checkpoint", action="append", required=True)
     e.add_argument("--data", default=None, help="canonical dataset (default: shipped sample)")
-    e.add_argument("--split", default=None, choices=("random", "grouped"),
+    e.add_argument("--split", default=None, choices=("interior", "block", "random"),
                    help="default: the split the checkpoint was trained on")
     e.add_argument("--output", default=None, help="CSV of the scores")
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("compare", help="train and score gpt, lstm, bilstm, nearest (+ CNN)")
+    c = sub.add_parser("compare",
+                       help="train and score gpt, lstm, bilstm, nearest, knn, pod (+ CNN)")
     c.add_argument("--config", required=True, help="experiments/fluidgpt/compare.yaml")
     c.add_argument("--output", required=True, help="compare.csv")
-    c.add_argument("--split", default=None, choices=("grouped", "random", "both"),
-                   help="default: split.kind of the config")
+    c.add_argument("--split", default=None,
+                   help="interior, block, random, a comma-separated list of them, or all "
+                        "(default: split.kind of the config)")
     c.add_argument("--no-plots", dest="plots", action="store_false")
     c.add_argument("overrides", nargs="*", metavar="section.key=value")
     c.set_defaults(func=cmd_compare)

@@ -6,13 +6,17 @@ One experiment configuration (YAML, see experiments/fluidgpt/) drives ``fluidgpt
 * data: the canonical dataset (the shipped sample when ``path`` is null), the conditions fed
   to the models ("physical": the ones that vary and change the physics; "all": the paper's
   way, inert labels included) and optionally a paper-style replication under inert labels;
-* split: ``random`` (the paper's: 10 % test, seed 25, then k folds), ``grouped`` (a held-out
-  block of condition space, whole groups on one side) or ``both``;
+* split: ``interior`` (a random 15 % of the distinct physical cases, so the test cases lie
+  inside the sampled ranges; the default), ``block`` (a held-out range of one condition,
+  whole groups on one side), ``random`` (the paper's: 10 % test, seed 25, then k folds), a
+  list of these, or ``all``; every split's rows go in one table;
 * budget: the same number of epochs for every training run of every trajectory model (the
   default: reproducible on a shared machine, and the training times show what each costs),
   or the same wall-clock seconds (then ``epochs`` is a cap and learning-rate schedules are
   stretched over the time, see :class:`TimeBudget`); one budget for every erosion model;
 * models: a preset plus overrides of the network and of the training for gpt, lstm, bilstm;
+  ``compare.models`` picks those to score, with the baselines nearest (the closest training
+  case), knn and pod (conditions -> erosion directly, :mod:`fluidgpt.surrogates`);
 * erosion: the CNN and the trajectory models whose rollouts it is trained on ("cfd": the
   true trajectories, reported as model "cnn": stage 2 alone).
 
@@ -63,13 +67,16 @@ from .datamodule import (
     to_dataarray,
 )
 from .lightning import ErosionModule, GPTModule, SequenceModule, StopAtThreshold
-from .metrics import erosion_pattern_r2_over_cases_and_faces, erosion_scores, trajectory_scores
+from .metrics import erosion_scores, trajectory_scores
 from .scalers import Scaler
 from .schema import open_dataset
+from .surrogates import InverseDistanceErosion, PODErosion
 
 __all__ = [
     "TABLE_COLUMNS",
     "TRAJECTORY_MODELS",
+    "EROSION_SURROGATES",
+    "COMPARE_MODELS",
     "DEFAULTS",
     "load_experiment",
     "apply_overrides",
@@ -96,6 +103,10 @@ __all__ = [
 
 TABLE_COLUMNS = ("model", "target", "split", "metric", "value", "train_seconds")
 TRAJECTORY_MODELS = ("gpt", "lstm", "bilstm")
+#: Direct conditions -> erosion baselines (see :mod:`fluidgpt.surrogates`): erosion rows only.
+EROSION_SURROGATES = ("knn", "pod")
+#: Every name compare.models accepts: the trajectory models and the baselines.
+COMPARE_MODELS = (*TRAJECTORY_MODELS, "nearest", *EROSION_SURROGATES)
 #: The shipped pairs of injection seeds (next to the shipped sample), for the noise ceiling.
 NOISE_SAMPLE = "elbow_sample_noise.nc"
 _EROSION_SOURCES = (*TRAJECTORY_MODELS, "cfd")
@@ -105,8 +116,8 @@ _EROSION_SOURCES = (*TRAJECTORY_MODELS, "cfd")
 DEFAULTS: dict[str, Any] = {
     "data": {"path": None, "conditions": "physical", "paper_style": None,
              "noise_ceiling": "auto"},
-    "split": {"kind": "grouped", "n_folds": 3, "seed": 25, "test_fraction": 0.1,
-              "hold_out": None, "fold_by": None, "tune": False},
+    "split": {"kind": "interior", "n_folds": 3, "seed": 25, "test_fraction": 0.1,
+              "interior_fraction": 0.15, "hold_out": None, "fold_by": None, "tune": False},
     "budget": {"epochs": 150, "seconds": None, "erosion_epochs": 300,
                "erosion_seconds": None},
     "models": {
@@ -116,7 +127,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "erosion": {"model": {"preset": "fluidgpt"}, "train": {"preset": "fluidgpt-cnn"},
                 "inputs": ["gpt", "lstm", "bilstm", "cfd"]},
-    "compare": {"models": ["gpt", "lstm", "bilstm", "nearest"]},
+    "compare": {"models": ["gpt", "lstm", "bilstm", "nearest", "knn", "pod"]},
     "fit": {"model": "gpt", "erosion": True},
     "runtime": {"workers": 1, "threads": 1},
     "output": "fluidgpt-output",
@@ -195,14 +206,28 @@ def load_experiment(path: str | Path | None, overrides: Sequence[str] = ()) -> d
     return config
 
 
+def split_kinds(kind: str | Sequence[str]) -> list[str]:
+    """The splits named by split.kind / --split: one kind, a list (or comma-separated
+    string) of kinds, or "all"; each one of SPLIT_KINDS."""
+    if isinstance(kind, str):
+        kinds = list(SPLIT_KINDS) if kind == "all" else [k.strip() for k in kind.split(",")]
+    elif isinstance(kind, Sequence):
+        kinds = [str(k) for k in kind]
+    else:
+        raise ConfigError(f"split.kind must be a split name, a list of them or 'all', found "
+                          f"{kind!r}")
+    bad = [k for k in kinds if k not in SPLIT_KINDS]
+    if bad or not kinds or len(set(kinds)) != len(kinds):
+        raise ConfigError(f"split.kind: each split must be one of {list(SPLIT_KINDS)} (or "
+                          f"'all'), once; found {kind!r}")
+    return kinds
+
+
 def _check_experiment(c: dict) -> None:
-    kinds = (*SPLIT_KINDS, "both")
-    if c["split"]["kind"] not in kinds:
-        raise ConfigError(f"split.kind must be one of {kinds}, found {c['split']['kind']!r}")
-    bad = [m for m in c["compare"]["models"] if m not in (*TRAJECTORY_MODELS, "nearest")]
+    split_kinds(c["split"]["kind"])
+    bad = [m for m in c["compare"]["models"] if m not in COMPARE_MODELS]
     if bad:
-        raise ConfigError(f"compare.models: unknown {bad}; choose from "
-                          f"{[*TRAJECTORY_MODELS, 'nearest']}")
+        raise ConfigError(f"compare.models: unknown {bad}; choose from {list(COMPARE_MODELS)}")
     bad = [m for m in c["erosion"]["inputs"] if m not in _EROSION_SOURCES]
     if bad:
         raise ConfigError(f"erosion.inputs: unknown {bad}; choose from {list(_EROSION_SOURCES)}")
@@ -243,7 +268,10 @@ def split_of(ds: xr.Dataset, config: Mapping, kind: str) -> Split:
     if kind == "random":
         return make_split(ds, "random", test_fraction=s["test_fraction"],
                           n_folds=int(s["n_folds"]), seed=int(s["seed"]))
-    return make_split(ds, "grouped", hold_out=s["hold_out"], n_folds=int(s["n_folds"]),
+    if kind == "interior":
+        return make_split(ds, "interior", test_fraction=s["interior_fraction"],
+                          n_folds=int(s["n_folds"]), seed=int(s["seed"]))
+    return make_split(ds, "block", hold_out=s["hold_out"], n_folds=int(s["n_folds"]),
                       seed=int(s["seed"]), fold_by=s["fold_by"])
 
 
@@ -264,10 +292,6 @@ def tuning_view(ds: xr.Dataset, data: CaseTensors,
                  tuple(at(f) for f in split.folds[1:]), split.seed,
                  f"tuning on {split.description}: scored on fold 0, test cases left out")
     return ds.isel(case=keep), data.subset(keep), view
-
-
-def _splits(kind: str) -> list[str]:
-    return ["grouped", "random"] if kind == "both" else [kind]
 
 
 # ------------------------------------------------------------------------------- models
@@ -722,16 +746,28 @@ def _trajectory_scores(pred: Tensor, truth: CaseTensors) -> dict[str, float]:
                              to_dataarray(truth.valid, "valid"))
 
 
+WallGeometry = tuple[np.ndarray, np.ndarray]
+
+
+def wall_geometry(ds: xr.Dataset | None) -> WallGeometry | None:
+    """(face_centre (F, 3) m, face_area (F,) m2) of the dataset's wall faces, None without
+    them: what the hot-spot and total-rate scores need."""
+    if ds is None or "face_centre" not in ds.coords or "face_area" not in ds.coords:
+        return None
+    return ds["face_centre"].transpose("face", "xyz").values, ds["face_area"].values
+
+
 def _erosion_scores(pred: Tensor, truth: CaseTensors, has_magnitude: bool,
-                    peak: Tensor | None = None) -> dict[str, float]:
+                    peak: Tensor | None = None,
+                    wall: WallGeometry | None = None) -> dict[str, float]:
     """Scores of predicted maps; ``peak`` (N,): the predicted peak of each case when the
     model predicts it apart from the pattern (see :func:`predict_erosion`), None for a map
-    whose own maximum is its peak (a copied case)."""
+    whose own maximum is its peak (a copied case); ``wall``: the geometry for the hot-spot
+    distance and the relative total error (see :func:`fluidgpt.metrics.erosion_scores`)."""
     p, t = to_dataarray(pred, "erosion"), to_dataarray(truth.erosion, "erosion")
     q = None if peak is None else xr.DataArray(peak.detach().cpu().numpy(), dims=("case",))
-    if has_magnitude:
-        return erosion_scores(p, t, q)
-    return {"r2": erosion_pattern_r2_over_cases_and_faces(p, t, q)}
+    centre, area = wall if wall is not None else (None, None)
+    return erosion_scores(p, t, q, centre, area, magnitude=has_magnitude)
 
 
 def _paired_cases(ds: xr.Dataset) -> list[tuple[int, int]]:
@@ -770,8 +806,8 @@ def noise_ceiling_rows(ds: xr.Dataset | None, split: str,
         echo(f"  noise ceiling: the seeds inject particle i up to {gap:.3g} m apart (the same "
              "cell of the injection grid); trajectories are compared particle by particle")
     if data.erosion is not None:
-        rows += _rows("noise_ceiling", "erosion", split, _erosion_scores(a.erosion, b, True),
-                      0.0)
+        rows += _rows("noise_ceiling", "erosion", split,
+                      _erosion_scores(a.erosion, b, True, wall=wall_geometry(ds)), 0.0)
     echo(f"  noise ceiling from {len(pairs) // 2} pairs of injection seeds")
     return rows
 
@@ -793,15 +829,54 @@ def _noise_data(config: Mapping, ds: xr.Dataset) -> xr.Dataset | None:
     return None
 
 
+#: Conditions the baselines compare on a log scale: a particle size matters by ratio, and
+#: the sweeps spread it evenly in log(d).
+LOG_CONDITIONS = ("particle_diameter",)
+
+
+def condition_space(data: CaseTensors, train: CaseTensors,
+                    test: CaseTensors) -> tuple[Tensor, Tensor]:
+    """Training and test conditions (n, K) where the baselines measure distance: the sizes
+    on a log scale, every column z-scored on the training cases."""
+    logged = [i for i, n in enumerate(data.condition_names) if n in LOG_CONDITIONS]
+
+    def warp(c: Tensor) -> Tensor:
+        c = c.clone()
+        c[:, logged] = c[:, logged].log()
+        return c
+
+    scaler = Scaler(data.n_conditions).fit(warp(train.conditions))
+    return scaler(warp(train.conditions)), scaler(warp(test.conditions))
+
+
 def _nearest(data: CaseTensors, split: Split) -> tuple[dict[str, Tensor], float]:
     start = time.perf_counter()
     train, test = data.subset(split.trainval), data.subset(split.test)
-    scaler = Scaler(data.n_conditions).fit(train.conditions)
+    x_train, x_test = condition_space(data, train, test)
     outputs = {"trajectories": train.positions}
     if train.erosion is not None:
         outputs["erosion"] = train.erosion
-    model = NearestCase().fit(scaler(train.conditions), **outputs)
-    pred = model.predict(scaler(test.conditions))
+    model = NearestCase().fit(x_train, **outputs)
+    pred = model.predict(x_test)
+    return pred, time.perf_counter() - start
+
+
+def _surrogate(name: str, data: CaseTensors, split: Split, face_area: np.ndarray | None,
+               seed: int = 0) -> tuple[dict[str, Tensor], float]:
+    """A direct conditions -> erosion baseline (knn or pod) fitted on the non-test cases,
+    their conditions scaled as the nearest case's (condition_space); its prediction of the
+    test cases ({"erosion": (n, faces), "peak": (n,)}) and the seconds it took."""
+    start = time.perf_counter()
+    train, test = data.subset(split.trainval), data.subset(split.test)
+    x, x_test = condition_space(data, train, test)
+    if name == "pod":
+        model = PODErosion(seed=seed).fit(x, train.erosion, face_area)
+    elif name == "knn":
+        model = InverseDistanceErosion().fit(x, train.erosion)
+    else:
+        raise ConfigError(f"unknown erosion surrogate {name!r}; choose from "
+                          f"{list(EROSION_SURROGATES)}")
+    pred = model.predict(x_test)
     return pred, time.perf_counter() - start
 
 
@@ -829,7 +904,8 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
     logs: dict[str, Path] = {}
     rows: list[dict[str, Any]] = []
     sources = list(config["erosion"]["inputs"]) if data.erosion is not None else []
-    models = [m for m in config["compare"]["models"] if m != "nearest"]
+    wall = wall_geometry(ds)
+    models = [m for m in config["compare"]["models"] if m in TRAJECTORY_MODELS]
     # Stage 1 of every model (and stage 2 on the CFD trajectories) in one batch of jobs.
     jobs = {m: trajectory_jobs(m, config, ds, data, split, m in sources, out_dir)
             for m in models}
@@ -850,8 +926,8 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
         cnn = results[at]
         preds["cnn"] = {"erosion": cnn.prediction}
         rows_cnn = _rows("cnn", "erosion", kind,
-                         _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak),
-                         cnn.seconds)
+                         _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
+                                         wall), cnn.seconds)
     # Stage 2 on each model's out-of-fold rollouts.
     stage2 = [m for m in models if m in sources]
     eroded = runner.map([erosion_job(config, data, split, stages[m].oof, stages[m].test, m,
@@ -865,7 +941,19 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
             if "erosion" in pred:
                 preds["nearest"]["erosion"] = pred["erosion"]
                 rows += _rows("nearest", "erosion", kind,
-                              _erosion_scores(pred["erosion"], truth, True), seconds)
+                              _erosion_scores(pred["erosion"], truth, True, wall=wall),
+                              seconds)
+            continue
+        if model in EROSION_SURROGATES:
+            if data.erosion is None:
+                echo(f"  {model}: the dataset has no erosion_rate, no rows")
+                continue
+            area = None if wall is None else wall[1]
+            pred, seconds = _surrogate(model, data, split, area, int(config["seed"]))
+            preds[model] = {"erosion": pred["erosion"]}
+            rows += _rows(model, "erosion", kind,
+                          _erosion_scores(pred["erosion"], truth, True, pred["peak"], wall),
+                          seconds)
             continue
         stage = stages[model]
         rows += _rows(model, "trajectory", kind, _trajectory_scores(stage.test, truth),
@@ -874,8 +962,8 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
             cnn = eroded[stage2.index(model)]
             preds[model]["erosion"] = cnn.prediction
             rows += _rows(model, "erosion", kind,
-                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak),
-                          cnn.seconds + stage.fold_seconds)
+                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
+                                          wall), cnn.seconds + stage.fold_seconds)
     if "cfd" in sources:
         rows += rows_cnn
     rows += noise_ceiling_rows(_noise_data(config, ds), kind, echo)
@@ -891,17 +979,21 @@ def run_compare(config: Mapping, split: str | None = None, output: str | Path | 
     and r2 over x, y, z of the held-out cases, steps 1..T-1, valid particles) and target
     "erosion" (the erosion model trained on that model's out-of-fold rollouts and fed its
     rollouts of the held-out cases; nearest copies the map of the nearest case): r2 of the
-    max-normalised maps over all wall faces, rel_peak_error. Model "cnn": the erosion model
-    trained and fed with the true CFD trajectories (stage 2 alone). Model "noise_ceiling":
-    another injection seed of the same case (when the dataset has such pairs).
+    max-normalised maps over all wall faces, hotspot_distance_m (median over the test cases
+    of the distance between the predicted and the true hot spot, maps smoothed over 2 cm of
+    wall) and, for models that predict the magnitude, rel_peak_error and rel_total_error
+    (mean over the test cases of the relative error of the area-integrated rate). Models
+    "knn" and "pod" (erosion rows only): conditions -> erosion with no trajectories, the
+    inverse-distance blend of the 4 nearest training maps and a POD + Gaussian-process
+    surrogate (:mod:`fluidgpt.surrogates`). Model "cnn": the erosion model trained and fed
+    with the true CFD trajectories (stage 2 alone). Model "noise_ceiling": another injection
+    seed of the same case (when the dataset has such pairs).
 
     train_seconds: wall time to train that model (trajectory rows: the scored model; erosion
     rows: the erosion model plus the fold models that made its out-of-fold inputs).
     ``output``: a CSV path for the table; logs go next to it.
     """
-    kind = split or config["split"]["kind"]
-    if kind not in (*SPLIT_KINDS, "both"):
-        raise ConfigError(f"split must be random, grouped or both, found {kind!r}")
+    kinds = split_kinds(split or config["split"]["kind"])
     ds = load_data(config)
     data = case_tensors(ds, config["data"]["conditions"])
     echo(f"data: {ds.sizes['case']} cases, {data.n_particles} particles, {data.n_steps} steps, "
@@ -913,7 +1005,7 @@ def run_compare(config: Mapping, split: str | None = None, output: str | Path | 
     result = CompareResult(pd.DataFrame(columns=list(TABLE_COLUMNS)), face_centre=face_centre)
     rows = []
     with Runner(config["runtime"]["workers"], echo) as runner:
-        for k in _splits(kind):
+        for k in kinds:
             rows += _compare_split(config, ds, data, k, out_dir, runner, echo, result)
     result.table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     if output is not None:
@@ -940,9 +1032,11 @@ def run_fit(config: Mapping, echo: Callable[[str], None] = print) -> dict[str, A
     """Train ``fit.model`` on the split's non-test cases (plus its fold models and the
     erosion model on their out-of-fold rollouts when fit.erosion), save checkpoints, logs and
     the held-out scores under ``output``. Returns the paths and the table."""
-    kind = config["split"]["kind"]
-    if kind == "both":
-        raise ConfigError("fluidgpt fit trains on one split: set split.kind=random or grouped")
+    kinds = split_kinds(config["split"]["kind"])
+    if len(kinds) != 1:
+        raise ConfigError(f"fluidgpt fit trains on one split: set split.kind to one of "
+                          f"{list(SPLIT_KINDS)}, found {config['split']['kind']!r}")
+    kind = kinds[0]
     model = config["fit"]["model"]
     out = Path(config["output"])
     out.mkdir(parents=True, exist_ok=True)
@@ -967,8 +1061,8 @@ def run_fit(config: Mapping, echo: Callable[[str], None] = print) -> dict[str, A
                               out / "erosion.ckpt")
             cnn = runner.map([job])[0]
             rows += _rows(model, "erosion", kind,
-                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak),
-                          cnn.seconds + stage.fold_seconds)
+                          _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
+                                          wall_geometry(ds)), cnn.seconds + stage.fold_seconds)
             paths["erosion"] = cnn.checkpoint
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     table.to_csv(out / "scores.csv", index=False)
@@ -1015,6 +1109,6 @@ def evaluate_checkpoints(trajectory: str | Path, erosion: str | Path | None, ds:
             raise ValueError("the dataset has no erosion_rate to score the erosion model on")
         rate, peak = predict_erosion(cnn, truth.with_positions(pred), with_peak=True)
         rows += _rows(name, "erosion", kind,
-                      _erosion_scores(rate, truth, cnn.config.magnitude_head, peak),
-                      float("nan"))
+                      _erosion_scores(rate, truth, cnn.config.magnitude_head, peak,
+                                      wall_geometry(ds)), float("nan"))
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))

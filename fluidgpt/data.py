@@ -5,11 +5,17 @@ test set and k folds of the rest (train = the other folds, val = this fold), use
 trajectory model and by the erosion CNN alike (the CNN's out-of-fold inputs come from the
 same folds).
 
+* ``interior`` (the default): a random share (15 %) of the distinct physical cases (whole
+  groups) for test, so the test cases lie inside the sampled ranges: "conditions between the
+  ones I simulated", what a user asks of a surrogate. Replicated twins (paper-style variant)
+  are always on one side; folds by whole groups.
+* ``block``: holds out a whole range of one condition for test (by default the middle fifth
+  of the particle diameters, between their 40th and 60th percentiles): the harder
+  extrapolation-across-a-gap test, reported beside ``interior``. Never splits a ``group``
+  across test/train or across folds, and deals whole groups (or whole values of
+  ``fold_by``) to the folds.
 * ``random``: FLUID-GPT's split: 10 % of the cases for test (seed 25), then k folds of the
   rest. With replicated cases (paper-style variant) it puts twins of test cases in training.
-* ``grouped``: holds out a whole block of condition space for test (by default every case
-  with the middle particle diameter), never splits a ``group`` across test/train or across
-  folds, and deals whole groups (or whole values of ``fold_by``) to the folds.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import xarray as xr
 
 from .schema import open_dataset
 
-__all__ = ["Split", "random_split", "grouped_split", "make_split", "load_dataset",
+__all__ = ["Split", "random_split", "interior_split", "block_split", "make_split",
+           "load_dataset",
            "sample_path", "SPLIT_KINDS", "PAPER_SEED"]
 
 PAPER_SEED = 25
-SPLIT_KINDS = ("random", "grouped")
+SPLIT_KINDS = ("interior", "block", "random")
 _SAMPLES = {"physical": "elbow_sample.nc", "noise_ceiling": "elbow_sample_noise.nc"}
 
 
@@ -131,9 +138,11 @@ def _condition(ds: xr.Dataset, name: str) -> np.ndarray:
     return ds["conditions"].sel(condition=name).values
 
 
-def _middle_value(values: np.ndarray) -> float:
+def _middle_band(values: np.ndarray, lo: float = 0.4, hi: float = 0.6) -> list[float]:
+    """[a, b]: the band between the lo and hi quantiles of the distinct values (for a
+    3-level factorial, just its middle value)."""
     distinct = np.unique(values)
-    return float(distinct[len(distinct) // 2])
+    return [float(np.quantile(distinct, lo)), float(np.quantile(distinct, hi))]
 
 
 def _deal(units: np.ndarray, sizes: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -147,40 +156,97 @@ def _deal(units: np.ndarray, sizes: np.ndarray, n_folds: int, seed: int) -> np.n
     return fold
 
 
-def grouped_split(ds: xr.Dataset, hold_out: Mapping[str, Sequence[float]] | None = None,
-                  n_folds: int = 5, seed: int = PAPER_SEED, fold_by: str | None = None) -> Split:
-    """Hold out a block of condition space for test; keep every group on one side.
+def _groups(ds: xr.Dataset) -> np.ndarray:
+    return ds["group"].values if "group" in ds else np.arange(ds.sizes["case"])
 
-    hold_out: {condition: values}; a case is in the block when each listed condition takes
-    one of its values (default: the middle distinct particle_diameter). Any group touching
-    the block goes to test whole. The rest is dealt to folds by whole groups, or by whole
-    values of the condition `fold_by` (then each fold is itself a held-out block).
-    """
-    n = ds.sizes["case"]
-    group = ds["group"].values if "group" in ds else np.arange(n)
-    if hold_out is None:
-        hold_out = {"particle_diameter": [_middle_value(_condition(ds, "particle_diameter"))]}
-    in_block = np.ones(n, dtype=bool)
-    for name, values in hold_out.items():
-        column = _condition(ds, name)
-        in_block &= np.isclose(column[:, None], np.asarray(values, float)[None, :],
-                               rtol=1e-6, atol=0).any(axis=1)
-    if not in_block.any():
-        raise ValueError(f"hold_out {dict(hold_out)} matches no case")
-    test = np.isin(group, np.unique(group[in_block]))
-    rest = np.flatnonzero(~test)
+
+def _fold_cases(ds: xr.Dataset, rest: np.ndarray, n_folds: int, seed: int,
+                fold_by: str | None) -> tuple[np.ndarray, ...]:
+    """Deal the cases `rest` to k folds by whole groups (or whole values of `fold_by`)."""
+    group = _groups(ds)
     if fold_by is None:
         units, unit_of = np.unique(group[rest], return_inverse=True)
     else:
         units, unit_of = np.unique(_condition(ds, fold_by)[rest], return_inverse=True)
     if len(units) < n_folds:
         raise ValueError(f"only {len(units)} {'groups' if fold_by is None else fold_by + ' values'}"
-                         f" outside the test block: too few for {n_folds} folds")
+                         f" outside the test set: too few for {n_folds} folds")
     fold_of_unit = _deal(units, np.bincount(unit_of), n_folds, seed)
     fold_of_case = fold_of_unit[unit_of]
-    folds = tuple(np.sort(rest[fold_of_case == k]) for k in range(n_folds))
-    split = Split("grouped", n, np.flatnonzero(test), folds, seed,
-                  f"grouped: test block {dict(hold_out)} ({test.sum()} cases), {n_folds} folds "
+    return tuple(np.sort(rest[fold_of_case == k]) for k in range(n_folds))
+
+
+def interior_split(ds: xr.Dataset, test_fraction: float = 0.15, n_folds: int = 5,
+                   seed: int = PAPER_SEED) -> Split:
+    """Hold out a random share of the distinct physical cases (whole groups) for test.
+
+    ceil(test_fraction * n_groups) groups are drawn at random (seed), so the test cases lie
+    inside the sampled condition ranges; twins (cases sharing a group) are never on two
+    sides. The rest is dealt to k folds by whole groups.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n, group = ds.sizes["case"], _groups(ds)
+    groups = np.unique(group)
+    n_test = math.ceil(test_fraction * len(groups))
+    held = np.random.default_rng(seed).permutation(groups)[:n_test]
+    test = np.isin(group, held)
+    folds = _fold_cases(ds, np.flatnonzero(~test), n_folds, seed, None)
+    split = Split("interior", n, np.flatnonzero(test), folds, seed,
+                  f"interior: {n_test} of {len(groups)} distinct cases held out at random "
+                  f"({test.sum()} cases, {test_fraction:.0%}), {n_folds} folds by group, "
+                  f"seed {seed}")
+    _check_groups(split, group)
+    return split
+
+
+def _in_block(ds: xr.Dataset, hold_out: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Cases whose listed conditions lie in the block: a condition's entry is [a, b] (a
+    closed range) or {"values": [...]} (any of these values)."""
+    n = ds.sizes["case"]
+    in_block = np.ones(n, dtype=bool)
+    for name, spec in hold_out.items():
+        column = _condition(ds, name)
+        if isinstance(spec, Mapping):
+            if set(spec) != {"values"}:
+                raise ValueError(f"split.hold_out.{name}: expected [min, max] or "
+                                 f"{{values: [...]}}, found {dict(spec)}")
+            values = np.asarray(spec["values"], float)
+            in_block &= np.isclose(column[:, None], values[None, :], rtol=1e-6,
+                                   atol=0).any(axis=1)
+            continue
+        bounds = np.asarray(spec, float)
+        if bounds.shape != (2,) or not bounds[0] <= bounds[1]:
+            raise ValueError(f"split.hold_out.{name}: expected a range [min, max] with "
+                             f"min <= max, found {list(spec)}")
+        tol = 1e-6 * np.abs(bounds).max()
+        in_block &= (column >= bounds[0] - tol) & (column <= bounds[1] + tol)
+    return in_block
+
+
+def block_split(ds: xr.Dataset, hold_out: Mapping[str, Sequence[float]] | None = None,
+                n_folds: int = 5, seed: int = PAPER_SEED, fold_by: str | None = None) -> Split:
+    """Hold out a block of condition space for test; keep every group on one side.
+
+    hold_out: {condition: [min, max]} (a closed range) or {condition: {values: [...]}};
+    a case is in the block when every listed condition is in its range (default: the
+    particle diameters between the 40th and 60th percentiles of the distinct diameters; the
+    middle value of a 3-level factorial). Any group touching the block goes to test whole.
+    The rest is dealt to folds by whole groups, or by whole values of the condition
+    `fold_by` (then each fold is itself a held-out block).
+    """
+    n, group = ds.sizes["case"], _groups(ds)
+    if hold_out is None:
+        hold_out = {"particle_diameter": _middle_band(_condition(ds, "particle_diameter"))}
+    in_block = _in_block(ds, hold_out)
+    if not in_block.any():
+        raise ValueError(f"split.hold_out {dict(hold_out)} matches no case")
+    test = np.isin(group, np.unique(group[in_block]))
+    folds = _fold_cases(ds, np.flatnonzero(~test), n_folds, seed, fold_by)
+    shown = {k: (v if isinstance(v, Mapping) else [float(f"{x:.4g}") for x in v])
+             for k, v in hold_out.items()}
+    split = Split("block", n, np.flatnonzero(test), folds, seed,
+                  f"block: test block {shown} ({test.sum()} cases), {n_folds} folds "
                   f"by {'group' if fold_by is None else fold_by}, seed {seed}")
     _check_groups(split, group)
     return split
@@ -196,10 +262,12 @@ def _check_groups(split: Split, group: np.ndarray) -> None:
                                  "constant within each group)")
 
 
-def make_split(ds: xr.Dataset, kind: str = "random", **kwargs) -> Split:
-    """The split of `ds` used by every stage: kind 'random' or 'grouped' (see module doc)."""
+def make_split(ds: xr.Dataset, kind: str = "interior", **kwargs) -> Split:
+    """The split of `ds` used by every stage: 'interior', 'block' or 'random' (module doc)."""
     if kind == "random":
         return random_split(ds.sizes["case"], **kwargs)
-    if kind == "grouped":
-        return grouped_split(ds, **kwargs)
+    if kind == "interior":
+        return interior_split(ds, **kwargs)
+    if kind == "block":
+        return block_split(ds, **kwargs)
     raise ValueError(f"unknown split kind {kind!r}; expected one of {SPLIT_KINDS}")

@@ -22,6 +22,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 import xarray as xr
+import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -298,8 +299,11 @@ class DataInfo:
     conditions / units / low / high: the K condition columns the model reads, in order,
     with their training ranges; first_step: (P, 3) positions at step 0 (the same injection
     points in every case; the mean over the training cases); time: (T,) seconds; faces:
-    face_centre (faces, 3), face_area (faces,), patch (faces,) or empty; split: the
-    Split.to_dict() of the training split, fold the fold trained on (None: all non-test).
+    face_centre (faces, 3), face_area (faces,), patch (faces,) or empty, face_vertex
+    (faces, corner, 3) the corners of each face where the dataset has them (else empty);
+    wall_density: kg m-3 of the wall the erosion rates were computed for (None: not
+    recorded); split: the Split.to_dict() of the training split, fold the fold trained on
+    (None: all non-test).
     """
 
     conditions: list[str]
@@ -312,6 +316,8 @@ class DataInfo:
     face_centre: list[list[float]] = field(default_factory=list)
     face_area: list[float] = field(default_factory=list)
     patch: list[str] = field(default_factory=list)
+    face_vertex: list[list[list[float]]] = field(default_factory=list)
+    wall_density: float | None = None
     split: dict = field(default_factory=dict)
     fold: int | None = None
     dataset: str = ""
@@ -335,7 +341,10 @@ class DataInfo:
             info.update(face_centre=ds["face_centre"].transpose("face", "xyz").values.tolist(),
                         face_area=ds["face_area"].values.tolist(),
                         patch=[str(p) for p in ds["patch"].values])
-        return cls(**info)
+        if "face_vertex" in ds.coords:
+            info.update(face_vertex=ds["face_vertex"].transpose("face", "corner", "xyz")
+                        .values.tolist())
+        return cls(**info, wall_density=_wall_density(ds.attrs))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -346,6 +355,21 @@ class DataInfo:
         if unknown:
             raise ValueError(f"unknown data-info keys {unknown}")
         return cls(**d)
+
+
+def _wall_density(attrs: Mapping[str, Any]) -> float | None:
+    """The wall density [kg m-3] a dataset's erosion rates were computed for: its
+    ``wall_density`` attribute, else ``erosion.wall_density`` of the recipe it was built
+    from (the ``recipe`` attribute, YAML); None when neither is there."""
+    if "wall_density" in attrs:
+        return float(attrs["wall_density"])
+    try:
+        recipe = yaml.safe_load(str(attrs.get("recipe", "")))
+    except yaml.YAMLError:
+        return None
+    erosion = recipe.get("erosion") if isinstance(recipe, dict) else None
+    value = erosion.get("wall_density") if isinstance(erosion, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 class DataInfoCallback(L.Callback):

@@ -6,7 +6,10 @@ from) and the entries where the true particle is not valid (not yet injected, or
 
 Erosion: DataArrays (case, face) of rates in kg m-2 s-1. The R^2 is the paper's: each true
 map divided by its own maximum (the pattern), then one R^2 over every wall face of every case
-together; the magnitude, which that throws away, is scored by ``rel_peak_error``.
+together; the magnitude, which that throws away, is scored by ``rel_peak_error``. With the
+wall geometry (face centres in m, face areas in m2): ``hotspot_distance_m``, where on the wall
+the (2 cm smoothed) hot spot is against where it really is, and ``rel_total_error``, the error
+of the eroded mass per second of the whole wall (see :mod:`fluidgpt.wall`).
 
 A model that predicts the peak rate of each case separately (``pred_peak``, (case,): the
 magnitude head) has predicted the pattern too: ``pred / pred_peak``, scored as it is, as the
@@ -25,11 +28,15 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .wall import area_integrated, hotspot
+
 __all__ = [
     "trajectory_mse_over_valid",
     "trajectory_r2_per_xyz_then_mean",
     "erosion_pattern_r2_over_cases_and_faces",
     "rel_peak_error_mean_over_cases",
+    "hotspot_distance_median_over_cases",
+    "rel_total_error_mean_over_cases",
     "max_normalised",
     "predicted_pattern",
     "trajectory_scores",
@@ -143,6 +150,41 @@ def rel_peak_error_mean_over_cases(pred: xr.DataArray, true: xr.DataArray,
     return float((abs(peak_pred - peak_true) / peak_true).mean("case"))
 
 
+def hotspot_distance_median_over_cases(pred: xr.DataArray, true: xr.DataArray, face_centre,
+                                       face_area, length: float = 0.02) -> float:
+    """Distance [m] between the predicted and the true hot spot of each case, median over
+    cases.
+
+    The median of :func:`fluidgpt.wall.hotspot_distance`. A hot spot is the face holding the
+    maximum of the map smoothed over ``length`` m of wall (:func:`fluidgpt.wall.hotspot`): one
+    face of a fine mesh catches few impacts, so the raw maximum jumps between neighbours.
+    The scale of a map does not move its hot spot, so a pattern scores as its rates would.
+    The median: a few cases whose hot spot lands on the wrong bend would otherwise decide
+    the score. face_centre (face, xyz) m, face_area (face,) m2.
+    """
+    _check_maps(pred, true)
+    order = ("case", "face")
+    both = np.concatenate([pred.transpose(*order).values, true.transpose(*order).values])
+    # One call for both (2N, F): the smoothing kernel over every pair of faces is the cost.
+    spot = hotspot(both, face_centre, face_area, length)["smoothed_peak_location"]  # (2N, 3)
+    n = pred.sizes["case"]
+    return float(np.median(np.linalg.norm(spot[:n] - spot[n:], axis=-1)))
+
+
+def rel_total_error_mean_over_cases(pred: xr.DataArray, true: xr.DataArray,
+                                    face_area) -> float:
+    """|predicted - true| / true eroded mass rate of the whole wall (sum of rate * area,
+    kg s-1) of each case, averaged over cases. face_area (face,) m2."""
+    _check_maps(pred, true)
+    order = ("case", "face")
+    total_pred = area_integrated(pred.transpose(*order).values, face_area)  # (N,)
+    total_true = area_integrated(true.transpose(*order).values, face_area)  # (N,)
+    if not (total_true > 0).all():
+        raise ValueError("a true erosion map has no positive rate: its relative total error "
+                         "is undefined")
+    return float(np.mean(np.abs(total_pred - total_true) / total_true))
+
+
 def trajectory_scores(pred: xr.DataArray, true: xr.DataArray,
                       valid: xr.DataArray) -> dict[str, float]:
     """{"mse": m^2, "r2": 1} of rolled-out trajectories (see the functions above)."""
@@ -151,11 +193,28 @@ def trajectory_scores(pred: xr.DataArray, true: xr.DataArray,
 
 
 def erosion_scores(pred: xr.DataArray, true: xr.DataArray,
-                   pred_peak: xr.DataArray | None = None) -> dict[str, float]:
-    """{"r2": pattern R^2, "rel_peak_error": mean relative peak error} of erosion maps
-    (``pred_peak``: the predicted maximum rate of each case, when predicted separately)."""
-    out = {"r2": erosion_pattern_r2_over_cases_and_faces(pred, true, pred_peak),
-           "rel_peak_error": rel_peak_error_mean_over_cases(pred, true, pred_peak)}
+                   pred_peak: xr.DataArray | None = None, face_centre=None, face_area=None,
+                   magnitude: bool = True) -> dict[str, float]:
+    """Scores of erosion maps (see the functions above): "r2" (pattern R^2) and, when the
+    model predicts the magnitude, "rel_peak_error"; with the wall geometry also
+    "hotspot_distance_m" (median over cases, 2 cm smoothing) and, with the magnitude,
+    "rel_total_error".
+
+    pred_peak: the predicted maximum rate of each case, when predicted separately;
+    magnitude: False for a pattern-only model (the paper's CNN), whose rates have no unit:
+    its relative peak and total errors are not defined and are left out.
+    face_centre (face, xyz) m and face_area (face,) m2: the wall geometry, both or neither.
+    """
+    if (face_centre is None) != (face_area is None):
+        raise ValueError("the wall geometry needs both face_centre and face_area, or neither")
+    out = {"r2": erosion_pattern_r2_over_cases_and_faces(pred, true, pred_peak)}
+    if magnitude:
+        out["rel_peak_error"] = rel_peak_error_mean_over_cases(pred, true, pred_peak)
+    if face_centre is not None:
+        out["hotspot_distance_m"] = hotspot_distance_median_over_cases(pred, true, face_centre,
+                                                                       face_area)
+        if magnitude:
+            out["rel_total_error"] = rel_total_error_mean_over_cases(pred, true, face_area)
     if not all(np.isfinite(v) for v in out.values()):
         raise ValueError(f"erosion scores are not finite: {out}")
     return out

@@ -1,4 +1,5 @@
-"""PNG figures: rolled-out vs true trajectories, erosion on the wall, learning curves.
+"""PNG figures: rolled-out vs true trajectories, erosion on the wall, its hot spots, learning
+curves.
 
 matplotlib with the Agg backend (no display needed). Each function takes plain arrays in
 physical units (or the paths of Lightning CSV logs), writes one PNG and returns its path.
@@ -17,7 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import colors  # noqa: E402
 
-__all__ = ["plot_trajectories", "plot_erosion", "plot_learning_curves", "read_metrics_csv"]
+__all__ = ["plot_trajectories", "plot_erosion", "plot_hotspot", "plot_learning_curves",
+           "read_metrics_csv"]
 
 _STYLES = {"true": dict(color="black", lw=2.0, ls="-")}
 _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
@@ -86,21 +88,72 @@ def plot_erosion(face_centre: np.ndarray, true: np.ndarray, pred: np.ndarray,
     err = p - t
     emax = float(np.abs(err).max()) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharex=True, sharey=True)
-    # Erosion sits on a few faces: a square-root colour scale, and the strongest faces drawn
-    # last and larger, so that the faces behind them in the projection do not hide them.
+    # Erosion sits on a few faces: a square-root colour scale.
     panels = [("true", t, "viridis", colors.PowerNorm(0.5, 0.0, vmax)),
               ("predicted", p, "viridis", colors.PowerNorm(0.5, 0.0, vmax)),
               ("predicted - true", err, "RdBu_r", colors.Normalize(-emax, emax))]
     for ax, (name, values, cmap, norm) in zip(axes, panels):
-        order = np.argsort(np.abs(values))
-        size = 3 + 30 * np.abs(values[order]) / (np.abs(values).max() or 1.0)
-        sc = ax.scatter(c[order, 0], c[order, 1], c=values[order], s=size, cmap=cmap,
-                        norm=norm)
+        sc = _wall_scatter(ax, c, values, norm, cmap)
         ax.set(title=name, xlabel="x (m)")
         ax.set_aspect("equal")
         fig.colorbar(sc, ax=ax, shrink=0.8, label=f"erosion ({unit})")
     axes[0].set_ylabel("y (m)")
     fig.suptitle(title or "erosion rate on the wall")
+    return _save(fig, path)
+
+
+def _wall_scatter(ax: plt.Axes, centre: np.ndarray, values: np.ndarray,
+                  norm: colors.Normalize, cmap: str = "viridis"):
+    # Erosion sits on a few faces: the strongest drawn last and larger, so that the faces
+    # behind them in the x-y projection do not hide them.
+    order = np.argsort(np.abs(values))
+    size = 3 + 30 * np.abs(values[order]) / (np.abs(values).max() or 1.0)
+    return ax.scatter(centre[order, 0], centre[order, 1], c=values[order], s=size, cmap=cmap,
+                      norm=norm)
+
+
+def plot_hotspot(face_centre: np.ndarray, rate: np.ndarray, face_area: np.ndarray,
+                 path: str | Path, wall_density: float = 7800.0, length: float = 0.02,
+                 title: str = "") -> Path:
+    """One erosion map (faces,) [kg m-2 s-1] as wall loss [mm/yr] with its hot spots.
+
+    Two panels over the face centres (faces, 3) projected on the x-y plane: the map and the
+    map smoothed over ``length`` m of wall (:func:`fluidgpt.wall.smooth_on_wall`, face areas
+    (faces,) in m2), both marking the raw hot spot (the face with the largest rate, x) and
+    the smoothed one (o), each labelled with its value in mm/yr.
+    """
+    from .wall import hotspot, smooth_on_wall, wall_loss_mm_per_year
+
+    c = np.asarray(face_centre, float)
+    loss = wall_loss_mm_per_year(np.asarray(rate, float), wall_density)  # (faces,)
+    smooth = smooth_on_wall(loss, c, face_area, length)  # (faces,)
+    spots = hotspot(loss, c, face_area, length)
+    marks = [("peak", "x", "tab:red", spots["peak_location"], spots["peak_value"], 25),
+             (f"smoothed peak ({100 * length:g} cm)", "o", "magenta",
+              spots["smoothed_peak_location"], spots["smoothed_peak_value"], -35)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharex=True, sharey=True)
+    for ax, (name, values) in zip(axes, [("wall loss", loss),
+                                         (f"smoothed over {100 * length:g} cm", smooth)]):
+        # each panel its own square-root scale: smoothing lowers the peak several times
+        sc = _wall_scatter(ax, c, values, colors.PowerNorm(0.5, 0.0, float(values.max())
+                                                           or 1.0))
+        for label, marker, colour, at, value, dy in marks:
+            ring = marker == "o"
+            ax.scatter(at[0], at[1], marker=marker, s=140, linewidths=2, zorder=3,
+                       c="none" if ring else colour, edgecolors=colour if ring else None,
+                       label=f"{label}: {value:.3g} mm/yr")
+            inward = -95 if at[0] > 0.5 * (c[:, 0].min() + c[:, 0].max()) else 25
+            ax.annotate(f"{value:.3g} mm/yr", (at[0], at[1]), xytext=(inward, dy),
+                        textcoords="offset points", color=colour, fontsize=9,
+                        arrowprops=dict(arrowstyle="-", color=colour, lw=0.8),
+                        bbox=dict(facecolor="white", alpha=0.8, lw=0))
+        ax.set(title=name, xlabel="x (m)")
+        ax.set_aspect("equal")
+        ax.set_facecolor("0.85")
+        fig.colorbar(sc, ax=ax, shrink=0.8, label="wall loss (mm/yr)")
+    axes[0].set_ylabel("y (m)")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title or f"wall loss at a wall density of {wall_density:g} kg m-3")
     return _save(fig, path)
 
 

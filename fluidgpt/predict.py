@@ -9,6 +9,13 @@ erosion checkpoint, predicts its wall erosion from the rolled-out trajectories (
 erosion model was trained: on rollouts, not on CFD trajectories). The result is a dataset
 in the canonical layout (:mod:`fluidgpt.schema`), written atomically by
 :func:`write_prediction`.
+
+Where the erosion model predicts rates (a magnitude head), the dataset also carries the
+engineering quantities of :mod:`fluidgpt.wall`: ``wall_loss_rate`` (case, face) in mm yr-1 at
+the wall density of the training data (7800 kg m-3, carbon steel, where it recorded none)
+and the hot spots of each case, raw and smoothed over ``HOTSPOT_LENGTH`` (2 cm) of wall.
+:func:`write_outputs` writes the dataset with the wall maps as VTK (:mod:`fluidgpt.wall_vtk`)
+and the hot-spot figure, all or nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import xarray as xr
 
 from .datamodule import CaseTensors, DataInfo, read_data_info
 from .schema import canonical_dataset, save_dataset
+from .wall import DEFAULT_WALL_DENSITY, hotspot, wall_loss_mm_per_year
+from .wall_vtk import vtk_paths, write_wall_vtk
 
 __all__ = [
     "Pipeline",
@@ -36,9 +45,15 @@ __all__ = [
     "parse_conditions",
     "read_conditions_file",
     "predict",
+    "wall_variables",
     "write_prediction",
+    "write_outputs",
     "prediction_summary",
+    "HOTSPOT_LENGTH",
 ]
+
+#: Standard deviation [m] of the wall smoothing of the hot spots: 2 cm of wall.
+HOTSPOT_LENGTH = 0.02
 
 
 @dataclass
@@ -149,7 +164,9 @@ def predict(pipeline: Pipeline, conditions: pd.DataFrame) -> xr.Dataset:
     from finite differences, valid (all True: the models do not predict when a particle
     leaves), conditions, and with an erosion model erosion_rate (case, face) in
     kg m-2 s-1 (negative network outputs clipped at 0) and erosion_pattern (the map / its
-    maximum), or erosion_pattern alone for a model without a magnitude head.
+    maximum), or erosion_pattern alone for a model without a magnitude head; with rates
+    also the variables of :func:`wall_variables`, and face_vertex where the trajectory
+    checkpoint describes the face corners.
     """
     from .compare import forecast, predict_erosion
 
@@ -181,7 +198,9 @@ def predict(pipeline: Pipeline, conditions: pd.DataFrame) -> xr.Dataset:
             pattern = out
         if info.face_area:
             kwargs.update(face_centre=np.asarray(info.face_centre),
-                          face_area=np.asarray(info.face_area), patch=list(info.patch))
+                          face_area=np.asarray(info.face_area), patch=list(info.patch),
+                          face_vertices=np.asarray(info.face_vertex) if info.face_vertex
+                          else None)
         elif "erosion_rate" in kwargs:
             raise ValueError("the trajectory checkpoint describes no wall faces to put the "
                              "erosion map on")
@@ -202,7 +221,41 @@ def predict(pipeline: Pipeline, conditions: pd.DataFrame) -> xr.Dataset:
         ds["erosion_pattern"] = xr.DataArray(
             pattern.astype(np.float32), dims=dims,
             attrs={"units": "1", "long_name": "erosion rate divided by its maximum"})
+    if "erosion_rate" in ds:
+        ds = ds.assign(wall_variables(ds, info.wall_density))
     return ds
+
+
+def wall_variables(ds: xr.Dataset, wall_density: float | None = None,
+                   length: float = HOTSPOT_LENGTH) -> dict[str, xr.DataArray]:
+    """Wall loss and hot spots of the ``erosion_rate`` (case, face) maps of ``ds``.
+
+    wall_loss_rate (case, face) mm yr-1 at ``wall_density`` kg m-3 (None: 7800, carbon
+    steel; the attrs say which); peak_erosion_rate (case,) kg m-2 s-1 and peak_location
+    (case, xyz) m, the face with the largest rate; smoothed_peak_erosion_rate and
+    smoothed_peak_location, the same of the map smoothed over ``length`` m of wall
+    (:func:`fluidgpt.wall.smooth_on_wall`).
+    """
+    rate = ds["erosion_rate"].transpose("case", "face")
+    density = DEFAULT_WALL_DENSITY if wall_density is None else float(wall_density)
+    loss = wall_loss_mm_per_year(rate, density).astype(np.float32)
+    loss.attrs["wall_density_source"] = ("the training data" if wall_density is not None else
+                                         "default (carbon steel): the training data recorded "
+                                         "no wall density")
+    spots = hotspot(rate.values, ds["face_centre"].transpose("face", "xyz").values,
+                    ds["face_area"].values, length)
+    smoothed = f", smoothed over the wall (Gaussian, standard deviation {length} m)"
+    out = {"wall_loss_rate": loss}
+    for prefix, extra in (("", ""), ("smoothed_", smoothed)):
+        out[f"{prefix}peak_erosion_rate"] = xr.DataArray(
+            spots[f"{prefix}peak_value"], dims="case",
+            attrs={"units": "kg m-2 s-1", "long_name": f"largest erosion rate{extra}",
+                   **({"smoothing_length": length} if prefix else {})})
+        out[f"{prefix}peak_location"] = xr.DataArray(
+            spots[f"{prefix}peak_location"], dims=("case", "xyz"),
+            attrs={"units": "m", "long_name": f"centre of the face with the largest erosion "
+                                              f"rate{extra}"})
+    return out
 
 
 def write_prediction(ds: xr.Dataset, path: str | Path, overwrite: bool = True) -> Path:
@@ -231,6 +284,69 @@ def write_prediction(ds: xr.Dataset, path: str | Path, overwrite: bool = True) -
     return path
 
 
+def write_outputs(ds: xr.Dataset, path: str | Path, vtk_dir: str | Path | None = None,
+                  plot: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write the prediction to ``path`` (.zarr / .nc) and, optionally, its wall maps.
+
+    vtk_dir: one ParaView file per case, ``<vtk_dir>/<path stem>_case<k>.vtu``
+    (:func:`fluidgpt.wall_vtk.write_wall_vtk`); plot: the hot-spot figure of case 0
+    (:func:`fluidgpt.plots.plot_hotspot`). Both need ``erosion_rate`` in ``ds``. Existing
+    targets are refused unless ``overwrite``; every file is written under a hidden
+    temporary name and renamed into place once all are complete, so a failure leaves
+    nothing new behind. Returns the paths written and whether the VTK cells are the faces
+    (``vtk_faces``: False for vertex cells at the face centres of an older dataset).
+    """
+    path = Path(path)
+    vtk = vtk_paths(vtk_dir, path.stem, ds.sizes["case"]) if vtk_dir is not None else []
+    if (vtk or plot is not None) and "erosion_rate" not in ds:
+        raise ValueError("VTK and hot-spot outputs need predicted erosion rates: give an "
+                         "erosion checkpoint with a magnitude head")
+    targets = [path, *vtk, *([Path(plot)] if plot is not None else [])]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing[:3])} exist(s); pass --overwrite to "
+                              "replace")
+    tag = uuid.uuid4().hex[:8]
+    staged: list[tuple[Path, Path]] = []
+    made = [d for d in {p.parent for p in targets[1:]} if not d.exists()]
+    out: dict[str, Any] = {"vtk": vtk, "plot": Path(plot) if plot is not None else None,
+                           "vtk_faces": "face_vertex" in ds.coords}
+    try:
+        for case, final in enumerate(vtk):
+            staged.append((final.with_name(f".{final.stem}.tmp-{tag}.vtu"), final))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            write_wall_vtk(ds, case, staged[-1][0])
+        if plot is not None:
+            final = Path(plot)
+            staged.append((final.with_name(f".{final.stem}.tmp-{tag}{final.suffix}"), final))
+            _plot_first_case(ds, staged[-1][0])
+        out["prediction"] = write_prediction(ds, path, overwrite=overwrite)
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for directory in made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    return out
+
+
+def _plot_first_case(ds: xr.Dataset, path: Path) -> Path:
+    from .plots import plot_hotspot
+
+    case = ds.isel(case=0)
+    conditions = ", ".join(f"{n}={v:.3g}" for n, v in
+                           zip(ds["condition"].values, case["conditions"].values))
+    return plot_hotspot(case["face_centre"].transpose("face", "xyz").values,
+                        case["erosion_rate"].values, case["face_area"].values, path,
+                        wall_density=float(ds["wall_loss_rate"].attrs["wall_density"]),
+                        length=HOTSPOT_LENGTH, title=f"predicted wall loss, case 0: "
+                                                     f"{conditions}")
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
@@ -244,4 +360,9 @@ def prediction_summary(ds: xr.Dataset) -> Mapping[str, Any]:
                            "steps": ds.sizes["step"]}
     if "erosion_rate" in ds:
         out["peak_erosion_rate"] = ds["erosion_rate"].max("face").values.tolist()
+    if "wall_loss_rate" in ds:
+        density = float(ds["wall_loss_rate"].attrs["wall_density"])
+        for name in ("peak", "smoothed_peak"):
+            loss = wall_loss_mm_per_year(ds[f"{name}_erosion_rate"].values, density)
+            out[f"{name}_wall_loss_mm_per_year"] = [round(float(v), 4) for v in loss]
     return out

@@ -28,7 +28,7 @@ from fluidgpt.datamodule import case_tensors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/fluidgpt/demo.yaml")
-    parser.add_argument("--split", default=None, choices=("grouped", "random"))
+    parser.add_argument("--split", default=None, choices=("interior", "block", "random"))
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -1,5 +1,5 @@
 """The same tuning budget for every trajectory model: a grid of trials per model, each trained
-for the experiment's epoch budget on the non-test cases of the grouped split without fold 0,
+for the experiment's epoch budget on the non-test cases of the interior split without fold 0,
 and scored (trajectory MSE, m^2) on fold 0. The test cases are never seen (compare's
 ``split.tune``). Every model gets the same number of trials; the grids are below.
 
@@ -58,11 +58,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     config = load_experiment(args.config, args.overrides)
-    config = apply_overrides(config, ["split.kind=grouped", f"split.n_folds="
+    config = apply_overrides(config, ["split.kind=interior", f"split.n_folds="
                                       f"{max(3, config['split']['n_folds'])}"])
     ds = load_data(config)
     data = case_tensors(ds, config["data"]["conditions"])
-    ds, data, split = tuning_view(ds, data, split_of(ds, config, "grouped"))
+    ds, data, split = tuning_view(ds, data, split_of(ds, config, "interior"))
     print(split.description, f"({len(split.trainval)} training, {len(split.test)} scored)")
     truth = data.subset(split.test)
 

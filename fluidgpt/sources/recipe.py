@@ -109,7 +109,7 @@ class ErosionSettings:
     """OpenFOAM particleErosion (Finnie) on `patches`, and the wall density [kg m-3]."""
 
     patches: tuple[str, ...] = WALL_PATCHES
-    flow_stress: float = 5.2e6
+    flow_stress: float = 2.4e9
     psi: float = 2.0
     K: float = 2.0
     wall_density: float = 7800.0

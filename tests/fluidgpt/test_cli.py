@@ -36,7 +36,7 @@ def test_shipped_experiments_are_valid(name):
     config = C.load_experiment(EXPERIMENTS / f"{name}.yaml")
     assert set(config) == set(C.DEFAULTS)
     if name == "paper":
-        assert config["split"]["kind"] == "both"  # the leak, side by side
+        assert config["split"]["kind"] == ["interior", "random"]  # the leak, side by side
         assert config["models"]["gpt"]["model"]["preset"] == "paper"
         assert config["data"]["conditions"] == "all"
     assert DEMO_CONFIG == EXPERIMENTS / "demo.yaml"
@@ -67,14 +67,14 @@ def test_bad_input_ends_with_one_line_and_status_2(capsys, tmp_path):
                                           str(tmp_path / "r.yaml"), "--output", "x.zarr")
     assert "--overwrite" in error_line(capsys, "dataset", "build", "--recipe", str(bad),
                                        "--output", str(bad))
-    with pytest.raises(SystemExit) as exc:
-        main(["compare", "--config", str(bad), "--output", "x.csv", "--split", "diagonal"])
-    assert exc.value.code == 2
+    assert "each split must be one of" in error_line(
+        capsys, "compare", "--config", str(good), "--output", str(tmp_path / "x.csv"),
+        "--split", "interior,diagonal")
 
 
 def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
     tiny_experiment(tmp_path)  # writes the mock dataset
-    config = {"data": {"path": str(tmp_path / "mock.nc")}, "split": {"kind": "grouped"},
+    config = {"data": {"path": str(tmp_path / "mock.nc")}, "split": {"kind": "block"},
               "output": str(tmp_path / "run")}
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -89,7 +89,8 @@ def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
     assert tuple(scores.columns) == C.TABLE_COLUMNS
     assert set(zip(scores["target"], scores["metric"])) == {
         ("trajectory", "mse"), ("trajectory", "r2"), ("erosion", "r2"),
-        ("erosion", "rel_peak_error")}
+        ("erosion", "rel_peak_error"), ("erosion", "hotspot_distance_m"),
+        ("erosion", "rel_total_error")}
 
     ds = open_dataset(tmp_path / "mock.nc")
     case = ds["conditions"].isel(case=3)
@@ -111,13 +112,13 @@ def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
     csv = tmp_path / "eval.csv"
     code, out, _ = run(capsys, "evaluate", "--checkpoint", str(run_dir / "gpt.ckpt"),
                        "--checkpoint", str(run_dir / "erosion.ckpt"), "--data",
-                       str(tmp_path / "mock.nc"), "--split", "grouped", "--output", str(csv))
+                       str(tmp_path / "mock.nc"), "--split", "block", "--output", str(csv))
     assert code == 0
     evaluated = pd.read_csv(csv).set_index(["target", "metric"])["value"]
     fitted = scores.set_index(["target", "metric"])["value"]
     # The same held-out cases, the same models: the scores of fit are reproduced.
     pd.testing.assert_series_equal(evaluated.sort_index(), fitted.sort_index(), rtol=1e-5)
-    assert "trained on the grouped split" in error_line(
+    assert "trained on the block split" in error_line(
         capsys, "evaluate", "--checkpoint", str(run_dir / "gpt.ckpt"), "--data",
         str(tmp_path / "mock.nc"), "--split", "random")
 

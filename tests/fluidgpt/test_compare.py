@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,7 +68,7 @@ def test_physical_conditions_drop_inert_labels_and_constant_columns(mock_ds):
 
 def test_scalers_are_fitted_on_the_training_cases_only(mock_ds):
     data = case_tensors(mock_ds)
-    split = make_split(mock_ds, "grouped", n_folds=2)
+    split = make_split(mock_ds, "block", n_folds=2)
     config = C.load_experiment(None, TINY)
     module = C.build_module("gpt", config["models"]["gpt"], data)
     dm = FluidDataModule(data, split, fold=0, batch_size=4)
@@ -105,8 +107,13 @@ def test_experiment_merges_defaults_overrides_and_refuses_unknown_keys(tmp_path)
     assert config["split"]["n_folds"] == C.DEFAULTS["split"]["n_folds"]
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sedd'\] in split"):
         C.load_experiment(None, ["split.sedd=3"])
-    with pytest.raises(ConfigError, match="split.kind must be"):
+    with pytest.raises(ConfigError, match="split.kind: each split must be one of"):
         C.load_experiment(None, ["split.kind=stratified"])
+    with pytest.raises(ConfigError, match="split.kind: each split must be one of"):
+        C.load_experiment(None, ["split.kind=[interior,interior]"])
+    assert C.split_kinds("all") == ["interior", "block", "random"]
+    assert C.split_kinds("interior,block") == C.split_kinds(["interior", "block"])
+    assert C.load_experiment(None)["split"]["kind"] == "interior"
     with pytest.raises(ConfigError, match="erosion.inputs"):
         C.load_experiment(None, ["erosion.inputs=[gpt,transformer]"])
     with pytest.raises(ConfigError, match="section.key=value"):
@@ -130,7 +137,7 @@ def test_erosion_model_learns_from_out_of_fold_rollouts_only(tmp_path, monkeypat
     config = tiny_experiment(tmp_path)
     ds = C.load_data(config)
     data = case_tensors(ds)
-    split = C.split_of(ds, config, "grouped")
+    split = C.split_of(ds, config, "block")
     trained_on, predicted = {}, []
     real_train, real_forecast = C.train_module, C.forecast
 
@@ -162,7 +169,7 @@ def test_erosion_model_learns_from_out_of_fold_rollouts_only(tmp_path, monkeypat
 
 def test_nearest_case_shows_the_random_split_leak(mock_ds):
     """With replicated cases (inert labels), a random split puts a twin of every test case in
-    training: the nearest case copies it exactly. The grouped split does not."""
+    training: the nearest case copies it exactly. The block split does not."""
     paper = paper_style_variant(mock_ds, {"main_inlet_pressure": (1.4e7, 1.5e7, 1.6e7)})
     data = case_tensors(paper)  # physical conditions: the labels are left out
     random_split = make_split(paper, "random", n_folds=3)
@@ -174,10 +181,11 @@ def test_nearest_case_shows_the_random_split_leak(mock_ds):
     for i, c in enumerate(random_split.test):
         if c in twins:
             assert torch.equal(pred["trajectories"][i], truth.positions[i])
-    grouped = make_split(paper, "grouped", n_folds=3)
-    pred, _ = C._nearest(data, grouped)
-    truth = data.subset(grouped.test)
-    assert C._trajectory_scores(pred["trajectories"], truth)["mse"] > 0
+    for kind in ("block", "interior"):
+        leak_free = make_split(paper, kind, n_folds=3)
+        pred, _ = C._nearest(data, leak_free)
+        truth = data.subset(leak_free.test)
+        assert C._trajectory_scores(pred["trajectories"], truth)["mse"] > 0
 
 
 def test_noise_ceiling_rows_from_paired_seeds(mock_ds):
@@ -188,37 +196,84 @@ def test_noise_ceiling_rows_from_paired_seeds(mock_ds):
     import xarray as xr
 
     ds = xr.concat([base, pair], dim="case")
-    rows = C.noise_ceiling_rows(ds, "grouped", echo=lambda m: None)
+    rows = C.noise_ceiling_rows(ds, "block", echo=lambda m: None)
     table = pd.DataFrame(rows).set_index(["target", "metric"])["value"]
     assert table[("trajectory", "mse")] == 0.0  # same particles, same positions here
     assert table[("erosion", "r2")] == pytest.approx(1.0)
     # One seed as the other's prediction: |2 - 1| / 1 and |1 - 2| / 2 -> mean 0.75.
     assert table[("erosion", "rel_peak_error")] == pytest.approx(0.75)
-    assert C.noise_ceiling_rows(mock_ds, "grouped") == []
-    assert C.noise_ceiling_rows(None, "grouped") == []
+    # Every erosion row has the wall scores: the same hot spot, totals off as the peaks.
+    assert table[("erosion", "hotspot_distance_m")] == 0.0
+    assert table[("erosion", "rel_total_error")] == pytest.approx(0.75)
+    assert C.noise_ceiling_rows(mock_ds, "block") == []
+    assert C.noise_ceiling_rows(None, "block") == []
+
+
+EROSION_METRICS = {"r2", "rel_peak_error", "hotspot_distance_m", "rel_total_error"}
+
+
+def test_compare_scores_the_erosion_surrogates_on_every_split(tmp_path):
+    """knn and pod (conditions -> erosion, no trajectories) get erosion rows on every split,
+    with the four erosion scores of every model that predicts the magnitude."""
+    config = tiny_experiment(tmp_path, "compare.models=[nearest,knn,pod]",
+                             "erosion.inputs=[cfd]")
+    kinds = C.split_kinds("all")
+    result = C.run_compare(config, "all", echo=lambda m: None)
+    table = result.table
+    assert set(table["split"]) == set(kinds)
+    for kind in kinds:
+        rows = table[(table["split"] == kind) & (table["target"] == "erosion")]
+        for model in ("nearest", "knn", "pod", "cnn"):
+            assert set(rows[rows["model"] == model]["metric"]) == EROSION_METRICS, model
+        # The rows score the predictions kept for the plots.
+        truth = result.truth[kind]
+        pred = result.predictions[kind]["knn"]["erosion"]
+        assert pred.shape == truth.erosion.shape and (pred >= 0).all()
+    assert (table[table["model"].isin(["knn", "pod"])]["target"] == "erosion").all()
+    assert np.isfinite(table["value"]).all()
+    with pytest.raises(ConfigError, match=r"compare.models: unknown \['podd'\]"):
+        C.load_experiment(None, ["compare.models=[gpt,podd]"])
+
+
+def test_erosion_surrogates_never_see_the_test_maps(mock_ds):
+    data = case_tensors(mock_ds)
+    split = make_split(mock_ds, "block", n_folds=2)
+    erosion = data.erosion.clone()
+    erosion[split.test] *= 10.0
+    other = dataclasses.replace(data, erosion=erosion)
+    area = mock_ds["face_area"].values
+    for name in C.EROSION_SURROGATES:
+        a, _ = C._surrogate(name, data, split, area)
+        b, _ = C._surrogate(name, other, split, area)
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    with pytest.raises(ConfigError, match="unknown erosion surrogate"):
+        C._surrogate("gp", data, split, area)
 
 
 @pytest.mark.slow
 def test_compare_writes_the_tidy_table(tmp_path):
     config = tiny_experiment(tmp_path, "erosion.inputs=[gpt,cfd]")
     out = tmp_path / "compare.csv"
-    result = C.run_compare(config, "both", out, echo=lambda m: None)
+    result = C.run_compare(config, "block,random", out, echo=lambda m: None)
     table = pd.read_csv(out)
     assert tuple(table.columns) == C.TABLE_COLUMNS
-    assert set(table["split"]) == {"grouped", "random"}
-    assert set(table["model"]) == {"gpt", "lstm", "bilstm", "nearest", "cnn"}
-    assert set(table["metric"]) <= {"mse", "r2", "rel_peak_error"}
-    for split in ("grouped", "random"):
+    assert set(table["split"]) == {"block", "random"}
+    assert set(table["model"]) == {"gpt", "lstm", "bilstm", "nearest", "knn", "pod", "cnn"}
+    assert set(table["metric"]) <= {"mse", "r2", "rel_peak_error", "hotspot_distance_m",
+                                    "rel_total_error"}
+    for split in ("block", "random"):
         rows = table[table["split"] == split]
         have = set(zip(rows["model"], rows["target"]))
         assert have == {("gpt", "trajectory"), ("lstm", "trajectory"),
                         ("bilstm", "trajectory"), ("nearest", "trajectory"),
-                        ("gpt", "erosion"), ("nearest", "erosion"), ("cnn", "erosion")}
+                        ("gpt", "erosion"), ("nearest", "erosion"), ("knn", "erosion"),
+                        ("pod", "erosion"), ("cnn", "erosion")}
     assert np.isfinite(table["value"]).all() and (table["train_seconds"] >= 0).all()
     # The table holds exactly the scores of the predictions kept for the plots.
-    truth = result.truth["grouped"]
-    again = C._trajectory_scores(result.predictions["grouped"]["gpt"]["trajectory"], truth)
-    row = table[(table["split"] == "grouped") & (table["model"] == "gpt")
+    truth = result.truth["block"]
+    again = C._trajectory_scores(result.predictions["block"]["gpt"]["trajectory"], truth)
+    row = table[(table["split"] == "block") & (table["model"] == "gpt")
                 & (table["target"] == "trajectory") & (table["metric"] == "mse")]
     assert row["value"].item() == pytest.approx(again["mse"], rel=1e-6)
     assert "nearest" in C.format_table(result.table)
@@ -226,7 +281,7 @@ def test_compare_writes_the_tidy_table(tmp_path):
 
 def test_tuning_view_never_holds_a_test_case(mock_ds):
     data = case_tensors(mock_ds)
-    split = make_split(mock_ds, "grouped", n_folds=3)
+    split = make_split(mock_ds, "block", n_folds=3)
     ds, sub, view = C.tuning_view(mock_ds, data, split)
     assert len(sub) == len(split.trainval) and ds.sizes["case"] == len(split.trainval)
     assert set(sub.index.tolist()) == set(split.trainval.tolist())
@@ -235,4 +290,4 @@ def test_tuning_view_never_holds_a_test_case(mock_ds):
     for local, fold in zip(view.folds, split.folds[1:]):
         assert set(sub.index[local].tolist()) == set(fold.tolist())
     with pytest.raises(ConfigError, match="n_folds >= 3"):
-        C.tuning_view(mock_ds, data, make_split(mock_ds, "grouped", n_folds=2))
+        C.tuning_view(mock_ds, data, make_split(mock_ds, "block", n_folds=2))

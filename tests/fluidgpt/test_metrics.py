@@ -12,13 +12,16 @@ from fluidgpt.lightning import masked_mse, masked_r2
 from fluidgpt.metrics import (
     erosion_pattern_r2_over_cases_and_faces,
     erosion_scores,
+    hotspot_distance_median_over_cases,
     max_normalised,
     predicted_pattern,
     rel_peak_error_mean_over_cases,
+    rel_total_error_mean_over_cases,
     trajectory_mse_over_valid,
     trajectory_r2_per_xyz_then_mean,
     trajectory_scores,
 )
+from fluidgpt.wall import hotspot_distance
 
 DIMS = ("case", "particle", "step", "xyz")
 
@@ -152,3 +155,69 @@ def test_metric_errors():
         rel_peak_error_mean_over_cases(maps([[1.0]]), maps([[0.0]]))
     with pytest.raises(ValueError, match="dims"):
         erosion_scores(maps([[1.0]]).rename(face="f"), maps([[1.0]]))
+
+
+def line_of_faces(x) -> tuple[np.ndarray, np.ndarray]:
+    """Faces of equal area (1 cm2) centred at these x [m] on a straight wall."""
+    x = np.asarray(x, float)
+    return np.stack([x, 0 * x, 0 * x], -1), np.full(len(x), 1e-4)  # (F, 3), (F,)
+
+
+def test_hotspot_distance_by_hand_is_a_median_over_cases():
+    # Faces 10 cm apart: a 2 cm smoothing leaves each face's maximum where it is.
+    centre, area = line_of_faces([0.0, 0.1, 0.2, 0.3])
+    true = maps([[0, 0, 0, 5], [3, 1, 0, 0], [9, 0, 0, 1]])
+    pred = maps([[0, 2, 0, 1], [7, 0, 0, 0], [0, 0, 0, 4]])
+    # Hot spots 0.3 vs 0.1, 0 vs 0, 0 vs 0.3: distances 0.2, 0, 0.3 -> median 0.2.
+    got = hotspot_distance_median_over_cases(pred, true, centre, area)
+    assert got == pytest.approx(0.2)
+    # Dims in another order and the geometry as DataArrays give the same.
+    c = xr.DataArray(centre, dims=("face", "xyz")).transpose("xyz", "face")
+    again = hotspot_distance_median_over_cases(pred.transpose("face", "case"), true, c,
+                                               xr.DataArray(area, dims="face"))
+    assert again == pytest.approx(0.2)
+    # The median of the wall module's per-case distances, on maps where smoothing matters.
+    g = np.random.default_rng(0)
+    centre, area = g.random((30, 3)) * 0.1, g.random(30) * 1e-4 + 1e-5
+    a, b = g.random((5, 30)), g.random((5, 30))
+    assert hotspot_distance_median_over_cases(maps(a), maps(b), centre, area) == \
+        pytest.approx(np.median(hotspot_distance(a, b, centre, area)))
+
+
+def test_hotspot_is_the_smoothed_maximum_not_one_noisy_face():
+    # A lone face of rate 1 amid zeros (1 cm spacing) against a 5 cm hot region 0.6-0.8: the
+    # 2 cm Gaussian turns the spike into 1 / (1 + 2 e^-1/8 + 2 e^-1/2) = 0.25 and keeps the
+    # middle of the region at (0.8 (1 + 2 e^-1/8) + 0.6 * 2 e^-1/2) / (same) = 0.74.
+    x = [-0.02, -0.01, 0.0, 0.01, 0.02, 0.50, 0.51, 0.52, 0.53, 0.54]
+    centre, area = line_of_faces(x)
+    true = maps([[0, 0, 1, 0, 0, 0.6, 0.8, 0.8, 0.8, 0.6]])
+    spike_only = maps([[0, 0, 1, 0, 0, 0, 0, 0, 0, 0]])
+    got = hotspot_distance_median_over_cases(spike_only, true, centre, area)
+    assert got == pytest.approx(0.52)  # the raw maxima (both the spike) are 0 m apart
+
+
+def test_rel_total_error_by_hand_is_area_weighted():
+    area = np.array([1.0, 2.0])  # m2
+    true = maps([[1.0, 1.0], [2.0, 0.0]])  # totals 3 and 2 kg/s
+    pred = maps([[2.0, 1.0], [1.0, 1.0]])  # totals 4 and 3 kg/s
+    # |4 - 3| / 3 and |3 - 2| / 2 -> mean 5/12.
+    assert rel_total_error_mean_over_cases(pred, true, area) == pytest.approx(5 / 12)
+    with pytest.raises(ValueError, match="no positive rate"):
+        rel_total_error_mean_over_cases(pred, maps([[0.0, 0.0], [1.0, 1.0]]), area)
+
+
+def test_erosion_scores_with_the_wall_geometry():
+    centre, area = line_of_faces([0.0, 0.1, 0.2])
+    true = maps([[1.0, 4.0, 0.0], [0.0, 1.0, 2.0]])
+    pred = maps([[1.0, 2.0, 0.0], [0.0, 2.0, 1.0]])
+    scores = erosion_scores(pred, true, face_centre=centre, face_area=area)
+    assert set(scores) == {"r2", "rel_peak_error", "hotspot_distance_m", "rel_total_error"}
+    # Hot spots: 0.1 vs 0.1 and 0.1 vs 0.2 -> median 0.05; totals 3 vs 5, 3 vs 3 (x 1e-4).
+    assert scores["hotspot_distance_m"] == pytest.approx(0.05)
+    assert scores["rel_total_error"] == pytest.approx((2 / 5 + 0) / 2)
+    # A pattern-only model has no magnitude to score: its hot spot still has a place.
+    pattern = erosion_scores(pred, true, face_centre=centre, face_area=area, magnitude=False)
+    assert set(pattern) == {"r2", "hotspot_distance_m"}
+    assert set(erosion_scores(pred, true)) == {"r2", "rel_peak_error"}
+    with pytest.raises(ValueError, match="both face_centre and face_area"):
+        erosion_scores(pred, true, face_centre=centre)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from fluidgpt import compare as C
 from fluidgpt import predict as P
+from fluidgpt import wall as W
 from fluidgpt.datamodule import DataInfo, FluidDataModule, case_tensors, read_data_info
 from fluidgpt.lightning import load_module
 from fluidgpt.schema import open_dataset, validate
@@ -25,9 +29,9 @@ KINDS = {
 
 
 def _train(config, ds, kind, model_overrides, path):
-    """One epoch of ``kind`` on the grouped split's non-test cases, saved to ``path``."""
+    """One epoch of ``kind`` on the block split's non-test cases, saved to ``path``."""
     data = case_tensors(ds, config["data"]["conditions"])
-    split = C.split_of(ds, config, "grouped")
+    split = C.split_of(ds, config, "block")
     section = config["erosion"] if kind == "erosion" else config["models"][kind]
     section = {**section, "model": {**section["model"], **model_overrides},
                "train": {**section["train"], "max_epochs": 1}}
@@ -174,3 +178,157 @@ def test_load_pipeline_errors(trained):
         P.load_pipeline([tmp / "gpt.ckpt", tmp / "gpt.ckpt"])
     with pytest.raises(FileNotFoundError):
         P.load_pipeline([tmp / "nothing.ckpt"])
+
+
+# ------------------------------------------------------------------ engineering outputs
+def _pipeline(trained, **info):
+    """The GPT + erosion pipeline, its DataInfo changed by ``info``."""
+    pipeline = P.load_pipeline([trained["tmp"] / "gpt.ckpt", trained["tmp"] / "erosion.ckpt"])
+    return dataclasses.replace(pipeline, info=dataclasses.replace(pipeline.info, **info))
+
+
+def _known_conditions(trained, cases=(0, 7)) -> pd.DataFrame:
+    data = trained["data"]
+    return pd.DataFrame(data.conditions[list(cases)].double().numpy(),
+                        columns=list(data.condition_names))
+
+
+def _face_corners(ds) -> np.ndarray:
+    """Squares in the x-z plane around the mock's faces (along x, y = 0), sharing edges."""
+    x = ds["face_centre"].sel(xyz="x").values
+    z = float(ds["face_centre"].sel(xyz="z")[0])
+    edges = np.concatenate([[x[0] - (x[1] - x[0]) / 2], (x[1:] + x[:-1]) / 2,
+                            [x[-1] + (x[-1] - x[-2]) / 2]])  # (F + 1,)
+    x0, x1 = edges[:-1], edges[1:]
+    lo, hi = np.full_like(x0, z - 0.01), np.full_like(x0, z + 0.01)
+    zero = np.zeros_like(x0)
+    return np.stack([np.stack([x0, zero, lo], -1), np.stack([x1, zero, lo], -1),
+                     np.stack([x1, zero, hi], -1), np.stack([x0, zero, hi], -1)], 1)  # (F, 4, 3)
+
+
+def test_data_info_carries_face_corners_and_wall_density(tmp_path, trained):
+    ds = trained["ds"].assign_coords(face_vertex=(("face", "corner", "xyz"),
+                                                  _face_corners(trained["ds"])))
+    ds.attrs["recipe"] = yaml.safe_dump({"erosion": {"wall_density": 2700.0}})
+    data, split = trained["data"], trained["split"]
+    info = DataInfo.build(ds, data, split.trainval, split, None, "mock")
+    assert info.wall_density == 2700.0
+    np.testing.assert_array_equal(np.asarray(info.face_vertex), ds["face_vertex"].values)
+    torch.save({"fluidgpt_data": info.to_dict()}, tmp_path / "info.ckpt")
+    assert read_data_info(str(tmp_path / "info.ckpt")) == info  # weights_only-safe
+    plain = DataInfo.build(trained["ds"], data, split.trainval, split, None, "mock")
+    assert plain.face_vertex == [] and plain.wall_density is None
+
+
+@pytest.mark.filterwarnings("ignore:step 0 differs")
+def test_prediction_carries_wall_loss_and_hot_spots(trained):
+    ds = P.predict(_pipeline(trained), _known_conditions(trained))
+    rate = ds["erosion_rate"].transpose("case", "face").values
+    per_year = 1000.0 * 365.25 * 86400 / 7800.0  # kg m-2 s-1 -> mm yr-1 of carbon steel
+    loss = ds["wall_loss_rate"]
+    assert loss.dims == ("case", "face") and loss.attrs["units"] == "mm yr-1"
+    assert loss.attrs["wall_density"] == 7800.0 and "default" in loss.attrs["wall_density_source"]
+    np.testing.assert_allclose(loss.values, rate * per_year, rtol=1e-6)
+    centre = ds["face_centre"].transpose("face", "xyz").values
+    np.testing.assert_allclose(ds["peak_erosion_rate"].values, rate.max(1), rtol=1e-6)
+    np.testing.assert_array_equal(ds["peak_location"].values, centre[rate.argmax(1)])
+    spots = W.hotspot(rate, centre, ds["face_area"].values, P.HOTSPOT_LENGTH)
+    np.testing.assert_allclose(ds["smoothed_peak_erosion_rate"].values,
+                               spots["smoothed_peak_value"])
+    np.testing.assert_array_equal(ds["smoothed_peak_location"].values,
+                                  spots["smoothed_peak_location"])
+    assert ds["smoothed_peak_location"].dims == ("case", "xyz")
+    steel = P.predict(_pipeline(trained, wall_density=2700.0), _known_conditions(trained))
+    np.testing.assert_allclose(steel["wall_loss_rate"].values, rate * per_year * 7800 / 2700,
+                               rtol=1e-6)
+    assert steel["wall_loss_rate"].attrs["wall_density_source"] == "the training data"
+    summary = P.prediction_summary(steel)
+    np.testing.assert_allclose(summary["peak_wall_loss_mm_per_year"],
+                               rate.max(1) * per_year * 7800 / 2700, rtol=1e-3)
+    alone = P.predict(P.load_pipeline([trained["tmp"] / "gpt.ckpt"]), _known_conditions(trained))
+    assert "wall_loss_rate" not in alone and "peak_location" not in alone
+
+
+@pytest.mark.filterwarnings("ignore:step 0 differs")
+@pytest.mark.parametrize("corners", [True, False])
+def test_vtk_wall_maps_and_hotspot_plot(corners, tmp_path, trained):
+    import meshio
+
+    faces = _face_corners(trained["ds"])
+    info = {"face_vertex": faces.tolist()} if corners else {}
+    ds = P.predict(_pipeline(trained, **info), _known_conditions(trained))
+    assert ("face_vertex" in ds.coords) == corners
+    out = P.write_outputs(ds, tmp_path / "pred.nc", tmp_path / "vtk", tmp_path / "hot.png")
+    assert out["vtk_faces"] == corners and out["prediction"] == tmp_path / "pred.nc"
+    assert [p.name for p in out["vtk"]] == ["pred_case0.vtu", "pred_case1.vtu"]
+    F = ds.sizes["face"]
+    for case, path in enumerate(out["vtk"]):
+        mesh = meshio.read(path)
+        (block,) = mesh.cells
+        assert block.type == ("quad" if corners else "vertex") and len(block.data) == F
+        # shared corners merged: two rows of F + 1 points, or one point per face centre
+        assert len(mesh.points) == (2 * (F + 1) if corners else F)
+        np.testing.assert_allclose(mesh.cell_data["erosion_rate"][0],
+                                   ds["erosion_rate"].isel(case=case).values, rtol=1e-7)
+        np.testing.assert_allclose(mesh.cell_data["wall_loss_rate"][0],
+                                   ds["wall_loss_rate"].isel(case=case).values, rtol=1e-7)
+        if corners:  # each cell is its face: the mean of its corners is the face centre
+            np.testing.assert_allclose(mesh.points[block.data].mean(1),
+                                       ds["face_centre"].values, atol=1e-12)
+    assert (tmp_path / "hot.png").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hot.png", "pred.nc", "vtk"]
+    assert sorted(p.name for p in (tmp_path / "vtk").iterdir()) == [
+        "pred_case0.vtu", "pred_case1.vtu"]
+
+
+@pytest.mark.filterwarnings("ignore:step 0 differs")
+def test_outputs_are_refused_when_present_and_all_or_nothing(tmp_path, trained, monkeypatch):
+    ds = P.predict(_pipeline(trained), _known_conditions(trained, (3,)))
+    targets = (tmp_path / "pred.zarr", tmp_path / "vtk", tmp_path / "hot.png")
+    P.write_outputs(ds, *targets)
+    vtu = tmp_path / "vtk" / "pred_case0.vtu"
+    before = vtu.read_bytes()
+    with pytest.raises(FileExistsError, match="pred.zarr"):
+        P.write_outputs(ds, *targets)
+    assert vtu.read_bytes() == before
+    P.write_outputs(ds, *targets, overwrite=True)
+
+    def broken(ds, out):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(P, "save_dataset", broken)
+    fresh = (tmp_path / "new.nc", tmp_path / "new_vtk", tmp_path / "new.png")
+    with pytest.raises(OSError, match="disk full"):
+        P.write_outputs(ds, *fresh)
+    assert not any(p.exists() for p in fresh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hot.png", "pred.zarr", "vtk"]
+    assert [p.name for p in (tmp_path / "vtk").iterdir()] == ["pred_case0.vtu"]
+    alone = P.predict(P.load_pipeline([trained["tmp"] / "gpt.ckpt"]),
+                      _known_conditions(trained, (3,)))
+    with pytest.raises(ValueError, match="need predicted erosion rates"):
+        P.write_outputs(alone, tmp_path / "x.nc", tmp_path / "vtk2")
+
+
+@pytest.mark.filterwarnings("ignore:step 0 differs")
+def test_predict_command_writes_vtk_and_plot(tmp_path, trained, capsys):
+    from fluidgpt.cli import main
+
+    names = P.load_pipeline([trained["tmp"] / "gpt.ckpt"]).info.conditions
+    values = trained["data"].conditions[3].double().tolist()
+    conditions = ",".join(f"{n}={v!r}" for n, v in zip(names, values))
+    gpt, cnn = str(trained["tmp"] / "gpt.ckpt"), str(trained["tmp"] / "erosion.ckpt")
+    argv = ["predict", "--checkpoint", gpt, "--checkpoint", cnn, "--conditions", conditions,
+            "--output", str(tmp_path / "pred.zarr"), "--vtk", "--plot",
+            str(tmp_path / "hot.png")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "peak_wall_loss_mm_per_year" in out and "note: the training data has no face" in out
+    assert (tmp_path / "pred_case0.vtu").is_file() and (tmp_path / "hot.png").is_file()
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", gpt, "--conditions", conditions, "--output",
+                 str(tmp_path / "p.nc"), "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot need predicted erosion rates" in capsys.readouterr().err
+    assert not (tmp_path / "p.nc").exists() and not (tmp_path / "p.png").exists()

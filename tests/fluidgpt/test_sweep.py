@@ -37,7 +37,7 @@ def recipe_dict():
 def test_recipe_and_profiles_load(recipe_dict):
     full = load_recipe(RECIPE)
     assert full.design.kind == "sobol" and full.n_cases == 256 == len(case_grid(full))
-    assert full.particles.tracked == 196 and full.erosion.flow_stress == 5.2e6
+    assert full.particles.tracked == 196 and full.erosion.flow_stress == 2.4e9
     assert full.feed.size_distribution == "rosin_rammler" and full.feed.dispersion == "stochastic"
     sample = load_recipe(RECIPE, "sample")
     assert sample.n_cases == 160 and sample.particles.tracked == 32
