@@ -27,6 +27,8 @@ __all__ = [
     "ErosionPrediction",
     "PaperErosionCNN",
     "ErosionNet",
+    "PatternHead",
+    "pattern_modes",
     "build_erosion_model",
     "paper_volume",
     "conv_stack_shape",
@@ -63,6 +65,17 @@ def join_erosion(pattern: Tensor, log_peak: Tensor) -> Tensor:
     return pattern * log_peak.exp()[:, None]
 
 
+def pattern_modes(patterns: Tensor, modes: int) -> tuple[Tensor, Tensor]:
+    """The output basis of training patterns (N, faces): their mean (faces,) and the first
+    k = min(modes, N - 1) principal modes (k, faces), each scaled by its singular value /
+    sqrt(N), so that the training patterns' coefficients have unit variance."""
+    n = patterns.shape[0]
+    mean = patterns.mean(dim=0)
+    _, s, vh = torch.linalg.svd(patterns - mean, full_matrices=False)  # s (r,), vh (r, faces)
+    k = max(0, min(modes, n - 1, len(s)))
+    return mean, vh[:k] * (s[:k, None] / n ** 0.5)
+
+
 def paper_volume(trajectories: Tensor, conditions: Tensor) -> Tensor:
     """The paper's CNN input: (B, T, P, F), (B, K) -> (B, 1, T, F + K, P).
 
@@ -88,6 +101,40 @@ def conv_stack_shape(size: tuple[int, ...], blocks: int) -> tuple[int, ...]:
 
 
 # -------------------------------------------------------------------------------- models
+class PatternHead(nn.Module):
+    """Features (B, H) -> pattern (B, faces): one Linear per face (modes 0), or a Linear to
+    ``modes`` coefficients of a fixed output basis, pattern = mean + coefficients @ basis.
+
+    The basis (buffers ``mean`` (faces,) and ``basis`` (modes, faces), saved with the
+    weights) is set from data by :meth:`set_basis`; until then it is zero.
+    """
+
+    def __init__(self, features: int, faces: int, modes: int = 0) -> None:
+        super().__init__()
+        self.modes = modes
+        self.linear = nn.Linear(features, modes or faces)
+        if modes:
+            self.register_buffer("mean", torch.zeros(faces))
+            self.register_buffer("basis", torch.zeros(modes, faces))
+
+    def set_basis(self, mean: Tensor, basis: Tensor) -> None:
+        """mean (faces,), basis (k, faces) with k <= modes (missing modes stay zero)."""
+        if not self.modes:
+            raise ValueError("this head has no output basis (output_modes 0)")
+        if mean.shape != self.mean.shape or basis.ndim != 2 or basis.shape[1] != len(mean) \
+                or basis.shape[0] > self.modes:
+            raise ValueError(f"the basis must be mean {tuple(self.mean.shape)} and at most "
+                             f"{tuple(self.basis.shape)}, found {tuple(mean.shape)} and "
+                             f"{tuple(basis.shape)}")
+        self.mean.copy_(mean)
+        self.basis.zero_()
+        self.basis[:basis.shape[0]].copy_(basis)
+
+    def forward(self, h: Tensor) -> Tensor:
+        out = self.linear(h)  # (B, faces) or (B, modes)
+        return self.mean + out @ self.basis if self.modes else out  # (B, faces)
+
+
 def _check_inputs(cfg: ErosionConfig, trajectories: Tensor, conditions: Tensor) -> None:
     T, P, F, K = cfg.n_steps, cfg.n_particles, cfg.n_features, cfg.n_conditions
     if trajectories.ndim != 4 or tuple(trajectories.shape[1:]) != (T, P, F):
@@ -101,7 +148,9 @@ def _check_inputs(cfg: ErosionConfig, trajectories: Tensor, conditions: Tensor) 
 class PaperErosionCNN(nn.Module):
     """The published CNN: 4 x [Conv3d(k 2, pad 1) -> MaxPool3d(2, pad 1) -> GELU] with
     10, 20, 30, 40 filters over the (1, T, F + K, P) volume, flatten, Linear to one value per
-    wall face, LeakyReLU. With ``magnitude_head`` a Linear(flat, 1) also predicts log_peak.
+    wall face, LeakyReLU. With ``magnitude_head`` a Linear(flat, 1) also predicts log_peak;
+    with ``output_modes`` the Linear predicts the coefficients of an output basis
+    (:class:`PatternHead`) before the LeakyReLU.
     """
 
     def __init__(self, config: ErosionConfig) -> None:
@@ -117,7 +166,7 @@ class PaperErosionCNN(nn.Module):
         size = conv_stack_shape((cfg.n_steps, cfg.n_features + cfg.n_conditions,
                                  cfg.n_particles), len(cfg.filters))
         flat = cfg.filters[-1] * size[0] * size[1] * size[2]
-        self.head = nn.Linear(flat, cfg.n_faces)
+        self.head = PatternHead(flat, cfg.n_faces, cfg.output_modes)
         self.act = nn.LeakyReLU()
         self.magnitude = nn.Linear(flat, 1) if cfg.magnitude_head else None
 
@@ -158,7 +207,7 @@ class ErosionNet(nn.Module):
                                         nn.Linear(h, h))
         self.trunk = nn.Sequential(nn.LayerNorm(3 * h), nn.Linear(3 * h, h), nn.GELU(),
                                    nn.Dropout(cfg.dropout), nn.Linear(h, h), nn.GELU())
-        self.pattern = nn.Linear(h, cfg.n_faces)
+        self.pattern = PatternHead(h, cfg.n_faces, cfg.output_modes)
         self.magnitude = (nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
                           if cfg.magnitude_head else None)
         nn.init.normal_(self.identity, std=0.02)

@@ -596,6 +596,21 @@ def _remote_job(job: Job) -> JobResult:
     return run_job(job, keep_module=False)
 
 
+#: Relative wall time of one training case-epoch of each kind of job, measured in the demo
+#: (2026-12-01, one thread each, 136 training cases: GPT 275 s for 50 epochs, BiLSTM 97 s,
+#: LSTM 43 s, the paper erosion CNN 201 s for 100 epochs). Used only to order the jobs.
+_JOB_COST = {"gpt": 1.0, "bilstm": 0.35, "lstm": 0.16, "erosion": 0.37}
+
+
+def job_cost(job: Job) -> float:
+    """An estimate of the job's wall time (relative units): a time budget, else training
+    cases x epochs x the kind's cost per case-epoch."""
+    if job.seconds is not None:
+        return float(job.seconds)
+    cases = len(job.split.trainval) if job.fold is None else len(job.split.train(job.fold))
+    return _JOB_COST.get(job.kind, 1.0) * cases * float(job.epochs or 1)
+
+
 class Runner:
     """Runs jobs in this process (workers <= 1) or in a pool of spawned worker processes
     (each job single-threaded by default: independent trainings on separate cores)."""
@@ -614,7 +629,9 @@ class Runner:
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
                                             initializer=_quiet_worker)
-        futures = {self.pool.submit(_remote_job, j): i for i, j in enumerate(jobs)}
+        # longest first (by an estimate) keeps both workers busy to the end
+        order = sorted(range(len(jobs)), key=lambda i: -job_cost(jobs[i]))
+        futures = {self.pool.submit(_remote_job, jobs[i]): i for i in order}
         results: list[JobResult | None] = [None] * len(jobs)
         for done in as_completed(futures):
             results[futures[done]] = self._report(done.result())
@@ -892,46 +909,62 @@ class CompareResult:
     face_centre: np.ndarray | None = None
 
 
-def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str,
-                   out_dir: Path | None, runner: Runner, echo: Callable[[str], None],
-                   result: CompareResult) -> list[dict[str, Any]]:
+@dataclass
+class _SplitRun:
+    """One split of a comparison: its (possibly tuning-view) data, the trajectory models and
+    erosion sources it runs, their stage-1 jobs, and what comes back."""
+
+    kind: str
+    ds: xr.Dataset
+    data: CaseTensors
+    split: Split
+    models: list[str]
+    sources: list[str]
+    jobs: dict[str, list[Job]]
+    stages: dict[str, StageOne] = field(default_factory=dict)
+
+    @property
+    def stage2(self) -> list[str]:
+        """The erosion models' inputs in job order: each model's rollouts, then "cfd"."""
+        return [m for m in self.models if m in self.sources] + (
+            ["cfd"] if "cfd" in self.sources else [])
+
+
+def _plan_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str,
+                out_dir: Path | None, echo: Callable[[str], None]) -> _SplitRun:
     split = split_of(ds, config, kind)
     if config["split"]["tune"]:
         ds, data, split = tuning_view(ds, data, split)
     echo(f"{kind} split: {split.description}")
+    sources = list(config["erosion"]["inputs"]) if data.erosion is not None else []
+    models = [m for m in config["compare"]["models"] if m in TRAJECTORY_MODELS]
+    jobs = {m: trajectory_jobs(m, config, ds, data, split, m in sources, out_dir)
+            for m in models}
+    return _SplitRun(kind, ds, data, split, models, sources, jobs)
+
+
+def _erosion_jobs(config: Mapping, run: _SplitRun, out_dir: Path | None) -> list[Job]:
+    """Stage 2 of one split, in the order of run.stage2."""
+    return [erosion_job(config, run.data, run.split, None, None, "cfd", out_dir) if m == "cfd"
+            else erosion_job(config, run.data, run.split, run.stages[m].oof,
+                             run.stages[m].test, m, out_dir) for m in run.stage2]
+
+
+def _score_split(config: Mapping, run: _SplitRun, eroded: Sequence[JobResult],
+                 echo: Callable[[str], None], result: CompareResult) -> list[dict[str, Any]]:
+    kind, data, split, stages = run.kind, run.data, run.split, run.stages
     truth = data.subset(split.test)
+    wall = wall_geometry(run.ds)
+    cnn_of = dict(zip(run.stage2, eroded))
     preds: dict[str, dict[str, Tensor]] = {}
     logs: dict[str, Path] = {}
     rows: list[dict[str, Any]] = []
-    sources = list(config["erosion"]["inputs"]) if data.erosion is not None else []
-    wall = wall_geometry(ds)
-    models = [m for m in config["compare"]["models"] if m in TRAJECTORY_MODELS]
-    # Stage 1 of every model (and stage 2 on the CFD trajectories) in one batch of jobs.
-    jobs = {m: trajectory_jobs(m, config, ds, data, split, m in sources, out_dir)
-            for m in models}
-    flat = [j for m in models for j in jobs[m]]
-    if "cfd" in sources:
-        flat.append(erosion_job(config, data, split, None, None, "cfd", out_dir))
-    results = runner.map(flat)
-    stages, at = {}, 0
-    for m in models:
-        stages[m] = assemble_stage(m, split, results[at:at + len(jobs[m])])
-        at += len(jobs[m])
+    for m in run.models:
         preds[m] = {"trajectory": stages[m].test}
         if stages[m].final.log_dir is not None:
             logs[m] = stages[m].final.log_dir
             if stages[m].folds:
                 logs[f"{m} fold0"] = stages[m].folds[0].log_dir
-    if "cfd" in sources:
-        cnn = results[at]
-        preds["cnn"] = {"erosion": cnn.prediction}
-        rows_cnn = _rows("cnn", "erosion", kind,
-                         _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
-                                         wall), cnn.seconds)
-    # Stage 2 on each model's out-of-fold rollouts.
-    stage2 = [m for m in models if m in sources]
-    eroded = runner.map([erosion_job(config, data, split, stages[m].oof, stages[m].test, m,
-                                     out_dir) for m in stage2])
     for model in config["compare"]["models"]:
         if model == "nearest":
             pred, seconds = _nearest(data, split)
@@ -958,16 +991,42 @@ def _compare_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str
         stage = stages[model]
         rows += _rows(model, "trajectory", kind, _trajectory_scores(stage.test, truth),
                       stage.final.seconds)
-        if model in stage2:
-            cnn = eroded[stage2.index(model)]
+        if model in cnn_of:
+            cnn = cnn_of[model]
             preds[model]["erosion"] = cnn.prediction
             rows += _rows(model, "erosion", kind,
                           _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
                                           wall), cnn.seconds + stage.fold_seconds)
-    if "cfd" in sources:
-        rows += rows_cnn
-    rows += noise_ceiling_rows(_noise_data(config, ds), kind, echo)
+    if "cfd" in cnn_of:
+        cnn = cnn_of["cfd"]
+        preds["cnn"] = {"erosion": cnn.prediction}
+        rows += _rows("cnn", "erosion", kind,
+                      _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
+                                      wall), cnn.seconds)
+    rows += noise_ceiling_rows(_noise_data(config, run.ds), kind, echo)
     result.truth[kind], result.predictions[kind], result.logs[kind] = truth, preds, logs
+    return rows
+
+
+def _compare_splits(config: Mapping, ds: xr.Dataset, data: CaseTensors, kinds: Sequence[str],
+                    out_dir: Path | None, runner: Runner, echo: Callable[[str], None],
+                    result: CompareResult) -> list[dict[str, Any]]:
+    """Every split's stage 1 in one batch of jobs, then every split's stage 2 in another,
+    so that the workers stay busy across splits; then the scores, split by split."""
+    runs = [_plan_split(config, ds, data, k, out_dir, echo) for k in kinds]
+    flat = [j for run in runs for m in run.models for j in run.jobs[m]]
+    results, at = runner.map(flat), 0
+    for run in runs:
+        for m in run.models:
+            n = len(run.jobs[m])
+            run.stages[m] = assemble_stage(m, run.split, results[at:at + n])
+            at += n
+    stage2 = [_erosion_jobs(config, run, out_dir) for run in runs]
+    eroded = runner.map([j for jobs in stage2 for j in jobs])
+    rows, at = [], 0
+    for run, jobs in zip(runs, stage2):
+        rows += _score_split(config, run, eroded[at:at + len(jobs)], echo, result)
+        at += len(jobs)
     return rows
 
 
@@ -1003,10 +1062,8 @@ def run_compare(config: Mapping, split: str | None = None, output: str | Path | 
     face_centre = (ds["face_centre"].transpose("face", "xyz").values
                    if "face_centre" in ds.coords else None)
     result = CompareResult(pd.DataFrame(columns=list(TABLE_COLUMNS)), face_centre=face_centre)
-    rows = []
     with Runner(config["runtime"]["workers"], echo) as runner:
-        for k in kinds:
-            rows += _compare_split(config, ds, data, k, out_dir, runner, echo, result)
+        rows = _compare_splits(config, ds, data, kinds, out_dir, runner, echo, result)
     result.table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)

@@ -271,6 +271,12 @@ class ErosionConfig(_Config):
         particles and a conditions MLP (see :class:`fluidgpt.cnn.ErosionNet`).
     magnitude_head: also predict the log of the peak erosion rate (scaled), which the paper's
         per-map normalisation threw away.
+    output_modes: 0 (the paper): the pattern head predicts one value per face; k > 0: it
+        predicts k coefficients of the training patterns' principal modes (POD), and the
+        pattern is their mean plus the modes weighted by the coefficients: every prediction
+        lies in the span of what the wall maps do, which a few hundred training cases cannot
+        teach a face-by-face output layer of thousands of faces. The modes are computed from
+        the training maps when the scalers are fitted (ErosionModule.fit_output_basis).
     """
 
     label: ClassVar[str] = "erosion"
@@ -285,6 +291,7 @@ class ErosionConfig(_Config):
     hidden: int = 256  # pooled arch
     magnitude_head: bool = True
     dropout: float = 0.0
+    output_modes: int = 0
     name: str = field(default="custom", compare=False)
 
     def _validate(self) -> None:
@@ -298,6 +305,8 @@ class ErosionConfig(_Config):
              f"filters must be positive channel counts, found {self.filters}")
         need(self.hidden > 0, f"hidden must be positive, found {self.hidden}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), found {self.dropout}")
+        need(0 <= self.output_modes <= self.n_faces, f"output_modes must be in [0, n_faces], "
+             f"found {self.output_modes}")
 
 
 ErosionConfig.PRESETS = {

@@ -254,6 +254,8 @@ class FluidDataModule(L.LightningDataModule):
             if train.erosion is None:
                 raise ValueError("an erosion module needs erosion_rate in the dataset")
             module.fit_log_peak(train.erosion)
+        if getattr(module, "kind", None) == "erosion" and train.erosion is not None:
+            module.fit_output_basis(train.erosion)
         self.scalers = scalers
 
     def batch(self, cases: CaseTensors) -> dict[str, Tensor]:

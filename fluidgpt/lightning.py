@@ -24,6 +24,7 @@ in the checkpoint; the caller fits and applies them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -32,7 +33,13 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import SequenceLSTM
-from .cnn import build_erosion_model, join_erosion, split_erosion
+from .cnn import (
+    PaperErosionCNN,
+    build_erosion_model,
+    join_erosion,
+    pattern_modes,
+    split_erosion,
+)
 from .config import ErosionConfig, GPTConfig, LSTMConfig, TrainConfig
 from .gpt import FluidGPT
 from .rollout import rollout
@@ -351,6 +358,17 @@ class ErosionModule(_FluidModule):
         """Fit ``scalers["log_peak"]`` on training-split erosion maps (N, faces), physical."""
         return self.scalers["log_peak"].fit(split_erosion(rates)[1][:, None])
 
+    def fit_output_basis(self, rates: Tensor) -> None:
+        """Set the output basis (config.output_modes > 0) from training-split erosion maps
+        (N, faces): the principal modes of their max-normalised patterns."""
+        if not self.config.output_modes:
+            return
+        mean, basis = pattern_modes(split_erosion(rates.double())[0],
+                                    self.config.output_modes)
+        head = self.model.head if isinstance(self.model, PaperErosionCNN) else \
+            self.model.pattern
+        head.set_basis(mean.to(head.mean.dtype), basis.to(head.basis.dtype))
+
     def losses(self, batch: Any) -> dict[str, Tensor]:
         traj = _states(batch, self.config.n_features)
         cond, valid = _field(batch, "conditions"), _field(batch, "valid", required=False)
@@ -419,5 +437,15 @@ def load_module(path: str, map_location: str | torch.device = "cpu") -> _FluidMo
         raise ValueError(f"{path} is not a fluidgpt checkpoint (module kind {kind!r}; expected "
                          f"one of {sorted(MODULES)})")
     module = MODULES[kind](**ckpt["hyper_parameters"])
-    module.load_state_dict(ckpt["state_dict"])
+    module.load_state_dict(_migrate(kind, ckpt["state_dict"]))
     return module
+
+
+def _migrate(kind: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """State dicts of earlier versions, renamed to today's modules (the one place for it):
+    before output bases, an erosion model's pattern layer was a bare Linear (model.head /
+    model.pattern), now the ``linear`` of a PatternHead."""
+    if kind != "erosion":
+        return state
+    old = re.compile(r"^model\.(head|pattern)\.(weight|bias)$")
+    return {old.sub(r"model.\1.linear.\2", k): v for k, v in state.items()}

@@ -12,6 +12,7 @@ from fluidgpt.cnn import (
     conv_stack_shape,
     join_erosion,
     paper_volume,
+    pattern_modes,
     split_erosion,
 )
 from fluidgpt.config import ConfigError, ErosionConfig
@@ -21,12 +22,18 @@ ARCHS = {
     "paper": {"arch": "paper", "magnitude_head": False},
     "paper+magnitude": {"arch": "paper", "magnitude_head": True},
     "pooled": {"arch": "pooled"},
+    "paper+modes": {"arch": "paper", "magnitude_head": True, "output_modes": 3},
+    "pooled+modes": {"arch": "pooled", "output_modes": 3},
 }
 
 
 def make(name, seed=0):
     torch.manual_seed(seed)
-    return build_erosion_model(erosion_config(**ARCHS[name]))
+    model = build_erosion_model(erosion_config(**ARCHS[name]))
+    if model.config.output_modes:   # as fitted on training maps (a zero basis passes nothing)
+        head = model.head if model.config.arch == "paper" else model.pattern
+        head.set_basis(*pattern_modes(torch.rand(8, FACES), model.config.output_modes))
+    return model
 
 
 def batch():
@@ -77,7 +84,7 @@ def test_conv_stack_shape_by_hand_and_against_the_layers():
         model = PaperErosionCNN(config)
         h = model.features(torch.empty(1, 1, 50, 8, 196))
     assert tuple(h.shape) == (1, 40, 5, 3, 15)
-    assert model.head.in_features == 40 * 5 * 3 * 15
+    assert model.head.linear.in_features == 40 * 5 * 3 * 15
 
 
 def test_paper_size_on_meta():
@@ -139,3 +146,39 @@ def test_presets_serialise_to_plain_values():
         d = ErosionConfig.from_preset(name).to_dict()
         assert json.loads(json.dumps(d)) == d and ErosionConfig.from_dict(d).to_dict() == d
     assert isinstance(build_erosion_model(erosion_config(arch="pooled")), ErosionNet)
+
+
+def test_pattern_modes_whiten_and_reconstruct_the_training_patterns():
+    torch.manual_seed(0)
+    patterns = torch.rand(6, 40, dtype=torch.float64)
+    mean, basis = pattern_modes(patterns, 10)
+    assert basis.shape == (5, 40)   # at most N - 1 modes carry variance
+    torch.testing.assert_close(mean, patterns.mean(0))
+    # coefficients of the training patterns have unit variance and rebuild them exactly
+    gram = basis @ basis.T
+    coef = (patterns - mean) @ basis.T @ torch.linalg.inv(gram)      # (N, k)
+    torch.testing.assert_close(mean + coef @ basis, patterns)
+    torch.testing.assert_close(coef.square().mean(0), torch.ones(5, dtype=torch.float64))
+    _, two = pattern_modes(patterns, 2)
+    torch.testing.assert_close(two, basis[:2])
+
+
+@pytest.mark.parametrize("name", ["paper+modes", "pooled+modes"])
+def test_output_basis_keeps_every_prediction_in_its_span(name):
+    model = make(name)
+    torch.manual_seed(1)
+    mean, basis = pattern_modes(torch.rand(5, FACES), 3)
+    head = model.head if name.startswith("paper") else model.pattern
+    head.set_basis(mean, basis)
+    traj, cond, valid = batch()
+    with torch.no_grad():
+        raw = head(torch.randn(4, head.linear.in_features))
+    # raw - mean lies in the span of the 3 modes: its projection out of it is zero
+    q, _ = torch.linalg.qr(basis.T)                                  # (faces, 3)
+    residual = (raw - mean) - (raw - mean) @ q @ q.T
+    assert residual.abs().max() < 1e-5
+    assert model(traj, cond, valid).pattern.shape == (4, FACES)
+    assert {"head.mean", "head.basis"} <= set(model.state_dict()) or \
+        {"pattern.mean", "pattern.basis"} <= set(model.state_dict())
+    with pytest.raises(ValueError, match="the basis must be"):
+        head.set_basis(mean, torch.zeros(4, FACES))

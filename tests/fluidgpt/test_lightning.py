@@ -54,6 +54,9 @@ MODULES = {
                                            TrainConfig.from_preset("paper-cnn"), SCALERS),
     "erosion-default": lambda: ErosionModule(erosion_config(),
                                              TrainConfig.from_preset("fluidgpt-cnn"), SCALERS),
+    "erosion-paper-modes": lambda: ErosionModule(
+        erosion_config(arch="paper", magnitude_head=True, output_modes=3),
+        TrainConfig.from_preset("fluidgpt-cnn"), SCALERS),
 }
 
 
@@ -63,6 +66,8 @@ def fitted(module):
     module.scalers["conditions"].fit(cases["conditions"])
     if "log_peak" in module.scalers:
         module.fit_log_peak(cases["erosion"])
+    if module.kind == "erosion":
+        module.fit_output_basis(cases["erosion"])
     return module
 
 
@@ -339,3 +344,23 @@ def test_a_few_dozen_steps_overfit_a_tiny_set(name):
         losses.append(loss.item())
     assert math.isfinite(losses[-1])
     assert losses[-1] < 0.2 * losses[0], f"{losses[0]:.4f} -> {losses[-1]:.4f}"
+
+
+def test_an_erosion_checkpoint_from_before_output_bases_still_loads(tmp_path):
+    """The pattern layer used to be a bare Linear (model.head.weight); load_module renames."""
+    module = fitted(MODULES["erosion-paper"]())
+    cases = filled(synthetic_cases())
+    fit = trainer()
+    fit.fit(module, loader(cases, 2), loader(cases, 2))
+    path = tmp_path / "old.ckpt"
+    fit.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"] = {k.replace("head.linear.", "head."): v
+                          for k, v in ckpt["state_dict"].items()}
+    assert "model.head.weight" in ckpt["state_dict"]
+    torch.save(ckpt, path)
+    restored = load_module(str(path))
+    module.eval(), restored.eval()
+    with torch.no_grad():
+        assert torch.equal(restored.predict_step(cases)["pattern"],
+                           module.predict_step(cases)["pattern"])
