@@ -1,7 +1,7 @@
 """The ``fluidgpt`` command line.
 
     fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml --output elbow.zarr
-    fluidgpt fit --config experiments/fluidgpt/compare.yaml [section.key=value ...]
+    fluidgpt fit --config experiments/fluidgpt/compare.yaml split.kind=interior [key=value ...]
     fluidgpt predict --checkpoint gpt.ckpt --checkpoint erosion.ckpt \\
         --conditions "main_inlet_speed=9,side_inlet_speed=25,..." --output pred.zarr \\
         [--vtk [DIR]] [--plot hotspot.png] [--overwrite]

@@ -10,7 +10,8 @@ together. log_peak is scaled by the caller (a 1-feature Scaler); the pattern is 
 * :class:`ErosionNet`: the default: each particle's whole trajectory (plus a validity flag
   per step) encoded by one MLP shared by all particles, plus a learned embedding of the
   particle's identity (its injection face); mean and max pooling over particles; a
-  conditions MLP; a trunk feeding a pattern head (Linear to every face) and a magnitude
+  conditions MLP; a trunk feeding a pattern head (:class:`PatternHead`: a Linear to every
+  face, or to the coefficients of an output basis with ``output_modes``) and a magnitude
   head (log peak rate).
 """
 
@@ -192,7 +193,7 @@ class ErosionNet(nn.Module):
     zeroed) goes through the same MLP, with a learned embedding of the particle's identity
     added after the first layer (a stream's injection face matters beyond its path). Mean
     and max over particles make the code independent of particle order; the conditions MLP
-    is concatenated before a two-layer trunk. The pattern head is a Linear to every face; the
+    is concatenated before a two-layer trunk. The pattern head is a :class:`PatternHead`; the
     magnitude head an MLP to the (scaled) log peak rate.
     """
 

@@ -82,6 +82,10 @@ __all__ = [
     "apply_overrides",
     "load_data",
     "split_of",
+    "split_kinds",
+    "condition_space",
+    "wall_geometry",
+    "job_cost",
     "build_module",
     "train_module",
     "forecast",
@@ -265,6 +269,9 @@ def load_data(config: Mapping) -> xr.Dataset:
 def split_of(ds: xr.Dataset, config: Mapping, kind: str) -> Split:
     """The split of this kind with the experiment's settings (one source for both stages)."""
     s = config["split"]
+    if kind not in SPLIT_KINDS:
+        raise ConfigError(f"split.kind: expected one of {list(SPLIT_KINDS)} here, found "
+                          f"{kind!r}")
     if kind == "random":
         return make_split(ds, "random", test_fraction=s["test_fraction"],
                           n_folds=int(s["n_folds"]), seed=int(s["seed"]))

@@ -6,9 +6,9 @@ trajectory model and by the erosion CNN alike (the CNN's out-of-fold inputs come
 same folds).
 
 * ``interior`` (the default): a random share (15 %) of the distinct physical cases (whole
-  groups) for test, so the test cases lie inside the sampled ranges: "conditions between the
-  ones I simulated", what a user asks of a surrogate. Replicated twins (paper-style variant)
-  are always on one side; folds by whole groups.
+  groups) for test, drawn from the same design as the training cases, so they lie among
+  them: "conditions between the ones I simulated", what a user asks of a surrogate.
+  Replicated twins (paper-style variant) are always on one side; folds by whole groups.
 * ``block``: holds out a whole range of one condition for test (by default the middle fifth
   of the particle diameters, between their 40th and 60th percentiles): the harder
   extrapolation-across-a-gap test, reported beside ``interior``. Never splits a ``group``
@@ -109,7 +109,9 @@ class Split:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Split:
-        return cls(kind=d["kind"], n_cases=int(d["n_cases"]),
+        # "grouped": the block split's name in checkpoints written before 2026-12-01
+        kind = "block" if d["kind"] == "grouped" else d["kind"]
+        return cls(kind=kind, n_cases=int(d["n_cases"]),
                    test=np.asarray(d["test"], np.int64),
                    folds=tuple(np.asarray(f, np.int64) for f in d["folds"]),
                    seed=int(d["seed"]), description=d.get("description", ""))
@@ -140,9 +142,14 @@ def _condition(ds: xr.Dataset, name: str) -> np.ndarray:
 
 def _middle_band(values: np.ndarray, lo: float = 0.4, hi: float = 0.6) -> list[float]:
     """[a, b]: the band between the lo and hi quantiles of the distinct values (for a
-    3-level factorial, just its middle value)."""
+    3-level factorial, just its middle value); when no value falls in it (a 2- or 4-level
+    factorial), the distinct value nearest the median, alone."""
     distinct = np.unique(values)
-    return [float(np.quantile(distinct, lo)), float(np.quantile(distinct, hi))]
+    band = [float(np.quantile(distinct, lo)), float(np.quantile(distinct, hi))]
+    if not ((distinct >= band[0]) & (distinct <= band[1])).any():
+        middle = float(distinct[np.argmin(np.abs(distinct - np.median(distinct)))])
+        band = [middle, middle]
+    return band
 
 
 def _deal(units: np.ndarray, sizes: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -169,8 +176,9 @@ def _fold_cases(ds: xr.Dataset, rest: np.ndarray, n_folds: int, seed: int,
     else:
         units, unit_of = np.unique(_condition(ds, fold_by)[rest], return_inverse=True)
     if len(units) < n_folds:
-        raise ValueError(f"only {len(units)} {'groups' if fold_by is None else fold_by + ' values'}"
-                         f" outside the test set: too few for {n_folds} folds")
+        raise ValueError(f"split.n_folds: only {len(units)} "
+                         f"{'groups' if fold_by is None else fold_by + ' values'} outside the "
+                         f"test set: too few for {n_folds} folds")
     fold_of_unit = _deal(units, np.bincount(unit_of), n_folds, seed)
     fold_of_case = fold_of_unit[unit_of]
     return tuple(np.sort(rest[fold_of_case == k]) for k in range(n_folds))
@@ -185,7 +193,8 @@ def interior_split(ds: xr.Dataset, test_fraction: float = 0.15, n_folds: int = 5
     sides. The rest is dealt to k folds by whole groups.
     """
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise ValueError(f"split.interior_fraction: expected a share in (0, 1), found "
+                         f"{test_fraction}")
     n, group = ds.sizes["case"], _groups(ds)
     groups = np.unique(group)
     n_test = math.ceil(test_fraction * len(groups))

@@ -20,6 +20,7 @@ from fluidgpt.compare import (
     load_data,
     load_experiment,
     run_job,
+    split_kinds,
     split_of,
 )
 from fluidgpt.datamodule import case_tensors
@@ -33,7 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_experiment(args.config, args.overrides)
-    kind = args.split or config["split"]["kind"]
+    kinds = split_kinds(args.split or config["split"]["kind"])
+    kind = kinds[0]
+    if len(kinds) > 1:
+        print(f"the config names the splits {kinds}; scoring on the first, {kind} "
+              "(--split to choose)")
     ds = load_data(config)
     data = case_tensors(ds, config["data"]["conditions"])
     split = split_of(ds, config, kind)

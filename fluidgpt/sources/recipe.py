@@ -117,7 +117,7 @@ class ErosionSettings:
 
 @dataclass(frozen=True)
 class NoiseCeiling:
-    """Cases re-run with each injection seed: `cases` grid points spread over the grid."""
+    """Cases re-run with each injection seed: `cases` design points (a seeded random choice)."""
 
     seeds: tuple[int, ...] = (25, 26)
     cases: int = 8
@@ -231,7 +231,8 @@ def _check_times(p: ParticleSettings) -> None:
                          f"multiple of particles.delta_t ({p.delta_t}) so that it falls on a "
                          "solver write")
     if p.tracked < 1 or p.n_steps < 2:
-        raise ValueError("particles.tracked must be >= 1 and n_steps >= 2")
+        raise ValueError(f"particles.tracked must be >= 1 and particles.n_steps >= 2, found "
+                         f"{p.tracked} and {p.n_steps}")
 
 
 def _check_feed(f: FeedSettings, p: ParticleSettings) -> None:
@@ -336,7 +337,12 @@ def recipe_from_dict(data: dict, profile: str | None = None) -> Recipe:
 
 def _condition_values(v, where: str):
     if isinstance(v, dict):
-        return _build(ConditionRange, v, where)
+        try:
+            return _build(ConditionRange, v, where)
+        except (TypeError, ValueError) as e:
+            message = str(e)
+            raise ValueError(message if message.startswith(where) else f"{where}: {message}"
+                             ) from None
     return tuple(float(x) for x in _as_list(v))
 
 

@@ -4,7 +4,7 @@ FLUID-GPT's 3125 cases were 125 distinct simulations, each repeated under 25 pre
 that changed nothing. ``paper_style_variant`` rebuilds that situation from a physical
 dataset: every case is repeated once per combination of the inert labels (consecutively, in
 blocks, as in the paper's grid), and ``group`` keeps the physical identity, so a random split
-can be compared with a grouped one.
+can be compared with a leak-free (interior or block) one.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def test_interior_split_holds_out_whole_groups_inside_the_ranges(mock_ds):
     for i in range(len(sides)):
         for j in range(i + 1, len(sides)):
             assert not sides[i] & sides[j], f"a group is in parts {i} and {j}"
-    with pytest.raises(ValueError, match="test_fraction"):
+    with pytest.raises(ValueError, match="split.interior_fraction"):
         interior_split(mock_ds, test_fraction=0.0)
 
 
@@ -186,3 +186,22 @@ def test_shipped_samples_load_and_split():
     assert (np.bincount(noise["group"].values)[np.unique(noise["group"].values)] == 2).all()
     with pytest.raises(ValueError, match="unknown sample"):
         sample_path("huge")
+
+
+def test_block_default_on_a_four_level_factorial_falls_back_to_the_middle_value(mock_ds):
+    """No level of [20, 40, 70, 100] um lies between the 40th and 60th percentiles: the
+    default block is then the level nearest the median, alone."""
+    ds = mock_ds.copy(deep=True)
+    d = ds["conditions"].sel(condition="particle_diameter").values
+    levels = np.array([2e-5, 4e-5, 7e-5, 1e-4])
+    four = levels[np.searchsorted(np.unique(d), d) % 4]
+    ds["conditions"].loc[{"condition": "particle_diameter"}] = four
+    split = block_split(ds, n_folds=2)
+    assert len(np.unique(four[split.test])) == 1
+    assert four[split.test][0] in (4e-5, 7e-5)
+
+
+def test_checkpoints_naming_the_old_grouped_split_read_as_block(mock_ds):
+    stored = block_split(mock_ds, n_folds=3).to_dict()
+    stored["kind"] = "grouped"
+    assert Split.from_dict(stored).kind == "block"

@@ -379,3 +379,12 @@ def test_block_mesh_faces_match_openfoam(tmp_path):
     faces = read_wall_faces(case)
     np.testing.assert_allclose(faces["face_centre"], read_cell_centre_boundary(case, 0),
                                atol=1e-8)
+
+
+def test_condition_range_errors_name_the_condition(recipe_dict):
+    bad = {**recipe_dict["conditions"], "particle_density": {"min": 3.0, "max": 1.0}}
+    with pytest.raises(ValueError, match=r"^recipe.conditions.particle_density: a condition"):
+        recipe_from_dict({**recipe_dict, "conditions": bad})
+    bad = {**recipe_dict["conditions"], "particle_density": {"min": 1.0, "mx": 2.0}}
+    with pytest.raises(ValueError, match=r"recipe.conditions.particle_density: unknown keys"):
+        recipe_from_dict({**recipe_dict, "conditions": bad})
