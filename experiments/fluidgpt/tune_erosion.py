@@ -52,6 +52,8 @@ def main(argv=None) -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--output", required=True, help="CSV of the trials")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-epochs", type=int, default=None,
+                    help="cap every trial's epochs (a quick check of the script)")
     ap.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = ap.parse_args(argv)
     config = load_experiment(args.config, args.overrides)
@@ -67,7 +69,8 @@ def main(argv=None) -> None:
         c = copy.deepcopy(config)
         c["erosion"]["model"] = {"preset": trial[("model", "preset")], "magnitude_head": True,
                                  "output_modes": trial[("model", "output_modes")]}
-        c["budget"]["erosion_epochs"] = trial[("budget", "erosion_epochs")]
+        epochs = trial[("budget", "erosion_epochs")]
+        c["budget"]["erosion_epochs"] = min(epochs, args.max_epochs or epochs)
         job = dataclasses.replace(erosion_job(c, view, split, None, None, "cfd"),
                                   tag=f"trial {i}")
         jobs.append((trial, job))

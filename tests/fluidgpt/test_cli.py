@@ -141,3 +141,24 @@ def test_tuning_script_runs_the_same_grid_for_every_model(tmp_path, capsys):
     assert table["mse"].nunique() == len(table)      # the settings reached the networks
     assert (table["epochs"] == 1).all()
     assert "best lstm" in capsys.readouterr().out
+
+
+def test_erosion_tuning_script_scores_every_network_on_the_validation_fold(tmp_path, capsys):
+    """experiments/fluidgpt/tune_erosion.py: every trial of the grid plus knn and pod, scored
+    on fold 0 of the interior split's non-test cases (one epoch here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune_erosion",
+                                                  EXPERIMENTS / "tune_erosion.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    out = tmp_path / "tune_erosion.csv"
+    tune.main(["--config", str(EXPERIMENTS / "demo.yaml"), "--workers", "1",
+               "--max-epochs", "1", "--output", str(out)])
+    table = pd.read_csv(out)
+    n = len(list(tune.trials()))
+    assert list(table["trial"].astype(str)) == [str(i) for i in range(n)] + ["knn", "pod"]
+    assert table[["r2", "hotspot_distance_m", "rel_peak_error",
+                  "rel_total_error"]].notna().all().all()
+    assert table["r2"].iloc[:n].nunique() == n          # the settings reached the networks
+    assert "best erosion network" in capsys.readouterr().out
