@@ -160,5 +160,6 @@ def test_erosion_tuning_script_scores_every_network_on_the_validation_fold(tmp_p
     assert list(table["trial"].astype(str)) == [str(i) for i in range(n)] + ["knn", "pod"]
     assert table[["r2", "hotspot_distance_m", "rel_peak_error",
                   "rel_total_error"]].notna().all().all()
-    assert table["r2"].iloc[:n].nunique() == n          # the settings reached the networks
+    # the settings reached the networks (capped at one epoch, the two epoch budgets agree)
+    assert table["r2"].iloc[:n].nunique() == n // 2
     assert "best erosion network" in capsys.readouterr().out
