@@ -80,13 +80,13 @@ def fake_simulation(monkeypatch):
 
     def simulate_blocks(recipe, block_size=3):
         runs.append(recipe)
-        times = hs._time_axis(recipe).to_numpy()
+        times = hs.recipe._time_axis(recipe).to_numpy()
         sigma = equidistant_sigma(recipe["sigma_levels"])
         H, W = recipe["grid"]["latitudes"], recipe["grid"]["longitudes"]
         for first in range(0, len(times), block_size):
             yield fake_fields(times[first:first + block_size], sigma, H, W, seed=first)
 
-    monkeypatch.setattr(hs, "_simulate_blocks", simulate_blocks)
+    monkeypatch.setattr(hs.cache, "_simulate_blocks", simulate_blocks)
     return runs
 
 
@@ -197,7 +197,7 @@ def check_contract(ds: xr.Dataset) -> None:
 def test_dataset_follows_the_contract():
     times = pd.date_range("2000-01-01", periods=4, freq="6h")
     fields = fake_fields(times, equidistant_sigma(8), H=32, W=64)
-    attrs = hs._global_attrs(hs.resolve_recipe(small_recipe()), "test")
+    attrs = hs.postprocess._global_attrs(hs.resolve_recipe(small_recipe()), "test")
     ds = hs.to_pressure_dataset(fields, attrs=attrs)
     check_contract(ds)
     # The proxies are the lowest layer, in the output's (north-first) layout.
@@ -222,7 +222,7 @@ def test_unquoted_yaml_dates_are_read_as_the_same_recipe(tmp_path):
 
 def test_default_splits_are_consecutive_540_90_90_days():
     recipe = hs.resolve_recipe()
-    times = hs._time_axis(recipe)
+    times = hs.recipe._time_axis(recipe)
     lengths = {}
     for name, window in hs.split_slices().items():
         inside = (times >= pd.Timestamp(window.start)) & (times <= pd.Timestamp(window.stop))
@@ -262,9 +262,9 @@ def test_store_round_trips_with_one_time_step_per_chunk(tmp_path, fake_simulatio
             assert ds[name].encoding["chunks"] == (1, *ds[name].shape[1:]), name
         assert ds.attrs["recipe_hash"] == hs.recipe_hash(recipe)
         # What was written is what the post-processing made.
-        expected = xr.concat(
-            [hs.to_pressure_dataset(f) for f in hs._simulate_blocks(hs.resolve_recipe(recipe))],
-            dim="time", data_vars="minimal")
+        blocks = hs.cache._simulate_blocks(hs.resolve_recipe(recipe))
+        expected = xr.concat([hs.to_pressure_dataset(f) for f in blocks],
+                             dim="time", data_vars="minimal")
         xr.testing.assert_equal(ds.load(), expected)
 
 
@@ -278,7 +278,8 @@ def failing_after_first_block(blocks):
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path, fake_simulation, monkeypatch):
-    monkeypatch.setattr(hs, "_simulate_blocks", failing_after_first_block(hs._simulate_blocks))
+    monkeypatch.setattr(hs.cache, "_simulate_blocks",
+                        failing_after_first_block(hs.cache._simulate_blocks))
     with pytest.raises(RuntimeError, match="blew up"):
         hs.build_held_suarez(tmp_path / "hs.zarr", small_recipe())
     assert list(tmp_path.iterdir()) == []
@@ -287,7 +288,8 @@ def test_failed_build_leaves_nothing_behind(tmp_path, fake_simulation, monkeypat
 def test_failed_rebuild_keeps_the_previous_store(tmp_path, fake_simulation, monkeypatch):
     path = hs.build_held_suarez(tmp_path / "hs.zarr", small_recipe())
     before = sorted(p.relative_to(path) for p in path.rglob("*"))
-    monkeypatch.setattr(hs, "_simulate_blocks", failing_after_first_block(hs._simulate_blocks))
+    monkeypatch.setattr(hs.cache, "_simulate_blocks",
+                        failing_after_first_block(hs.cache._simulate_blocks))
     with pytest.raises(RuntimeError):
         hs.build_held_suarez(path, small_recipe(seed=3), overwrite=True)
     assert list(tmp_path.iterdir()) == [path]
@@ -305,7 +307,7 @@ def test_failed_swap_puts_the_previous_store_back(tmp_path, fake_simulation, mon
             raise OSError("no space left on device")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(hs.os, "rename", rename)
+    monkeypatch.setattr(hs.cache.os, "rename", rename)
     with pytest.raises(OSError, match="no space"):
         hs.build_held_suarez(path, small_recipe(seed=3), overwrite=True)
     assert list(tmp_path.iterdir()) == [path]
@@ -351,7 +353,7 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_missing_dinosaur_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "dinosaur", None)  # makes `import dinosaur` fail
     with pytest.raises(ImportError, match=r'pip install "sciforecast\[simulation\]"'):
-        hs._import_dinosaur()
+        hs.simulation._import_dinosaur()
 
 
 # ---- dinosaur itself -----------------------------------------------------------------------
@@ -378,11 +380,11 @@ def test_output_grid_orientation_matches_the_contract():
     pytest.importorskip("dinosaur")
     from dinosaur import spherical_harmonic
 
-    grid = hs._output_grid(spherical_harmonic.Grid.T21(), 32, 64)
+    grid = hs.simulation._output_grid(spherical_harmonic.Grid.T21(), 32, 64)
     lon, sin_lat = grid.nodal_mesh  # dinosaur's (W, H) layout
-    np.testing.assert_allclose(hs._to_hw(np.degrees(np.arcsin(sin_lat))),
+    np.testing.assert_allclose(hs.simulation._to_hw(np.degrees(np.arcsin(sin_lat))),
                                np.broadcast_to(hs.equiangular_latitudes(32)[:, None], (32, 64)))
-    np.testing.assert_allclose(hs._to_hw(np.degrees(lon)),
+    np.testing.assert_allclose(hs.simulation._to_hw(np.degrees(lon)),
                                np.broadcast_to(hs.equiangular_longitudes(64), (32, 64)),
                                atol=1e-12)
 
