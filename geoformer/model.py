@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from .attention import EarthAttention
 from .config import GeoFormerConfig, TokenGrid
 from .embedding import DownSample, PatchEmbed, PatchRecovery, UpSample
-from .layers import pad_end, shifted_window_mask, window_partition
+from .layers import crop_end, pad_end, shifted_window_mask, window_partition, window_reverse
 
 __all__ = ["EarthBlock", "Stage", "GeoFormer"]
 
@@ -29,12 +29,20 @@ class EarthBlock(nn.Module):
     x = x + drop_path(norm1(attention(x))); x = x + drop_path(norm2(mlp(x))).
     Shifted blocks roll the grid by -shift before attention and back after; only the
     level/latitude wrap-around is masked, never the longitude seam.
+
+    windows: "gather" (the fast path: pad, roll and partition as one precomputed index
+    gather, see :meth:`_attend_gather`) or "reference" (the same steps written out one by
+    one with the geometry functions, see :meth:`_attend_reference`; read this one first).
+    Both give the same numbers and the same parameters.
     """
 
     def __init__(self, dim: int, heads: int, window: Sequence[int], grid: TokenGrid,
                  shifted: bool, drop_path: float = 0.0, mlp_ratio: float = 4.0,
-                 attention: str = "sdpa") -> None:
+                 attention: str = "sdpa", windows: str = "gather") -> None:
         super().__init__()
+        if windows not in ("gather", "reference"):
+            raise ValueError(f"windows must be 'gather' or 'reference', got {windows!r}")
+        self.windows = windows
         self.window = tuple(window)
         self.grid = grid
         self.shift = tuple(w // 2 for w in window) if shifted else (0, 0, 0)
@@ -69,19 +77,42 @@ class EarthBlock(nn.Module):
         back[into[real] - 1] = torch.nonzero(real).flatten()  # slot of every real token
         return into, back
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
+    def _attend_reference(self, x: Tensor) -> Tensor:
+        """Window attention step by step: pad, roll, partition, attend, reverse, roll, crop.
+
+        (B, Z, H, W, C) -> (B, Z, H, W, C). The readable twin of :meth:`_attend_gather`.
+        """
+        g = self.grid
+        padded = (g.padded_levels, g.padded_lat, g.lon)
+        x = pad_end(x, padded[:2], dims=(1, 2))  # (B, Zp, Hp, W, C), zeros at the end
+        if any(self.shift):
+            x = torch.roll(x, shifts=tuple(-s for s in self.shift), dims=(1, 2, 3))
+        windows = window_partition(x, self.window)  # (B*nLon, nT, N, C)
+        windows = self.attn(windows, self.attn_mask)  # bias per window type, mask if shifted
+        x = window_reverse(windows, self.window, padded)  # (B, Zp, Hp, W, C)
+        if any(self.shift):
+            x = torch.roll(x, shifts=self.shift, dims=(1, 2, 3))
+        return crop_end(x, (g.levels, g.lat), dims=(1, 2))  # (B, Z, H, W, C)
+
+    def _attend_gather(self, x: Tensor) -> Tensor:
+        """:meth:`_attend_reference` with pad/roll/partition and their inverses as gathers.
+
+        (B, Z, H, W, C) -> (B, Z, H, W, C). Token 0 of ``tokens`` is the zero padding token.
+        """
         g = self.grid
         B, Z, H, W, C = x.shape
-        shortcut = x
         tokens = torch.cat([x.new_zeros(B, 1, C), x.reshape(B, Z * H * W, C)], dim=1)
         windows = tokens[:, self.to_windows]  # (B, nLon*nT*N, C): padded, rolled, partitioned
         n_types = self.grid.window_types
         windows = windows.view(B * g.lon_windows, n_types, -1, C)  # (B*nLon, nT, N, C)
         windows = self.attn(windows, self.attn_mask)
         x = windows.reshape(B, -1, C)[:, self.from_windows]  # (B, Z*H*W, C): back in place
-        x = x.view(B, Z, H, W, C)
-        x = shortcut + self.drop_path(self.norm1(x))
+        return x.view(B, Z, H, W, C)  # (B, Z, H, W, C)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
+        attend = self._attend_reference if self.windows == "reference" else self._attend_gather
+        x = x + self.drop_path(self.norm1(attend(x)))
         return x + self.drop_path(self.norm2(self.mlp(x)))
 
 
