@@ -27,7 +27,7 @@ _LAZY = {
     "write_forecast": "forecast",
     "evaluate": "evaluation",
     "score_table": "metrics",
-    "compute_climatology": "metrics",
+    "compute_climatology": "climatology",
 }
 
 __all__ = ["GeoFormer", "GeoFormerConfig", "ConfigError", "PRESETS", "__version__", *_LAZY]

@@ -164,8 +164,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_climatology(args: argparse.Namespace) -> int:
+    from .climatology import compute_climatology
     from .data import atomic_write_zarr
-    from .metrics import compute_climatology
     from .schema import open_dataset
 
     ds = open_dataset(args.input)

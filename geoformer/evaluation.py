@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from .metrics import compute_climatology, score_table
+from .climatology import compute_climatology
+from .metrics import score_table
 from .references import (
     climatology_forecast,
     damped_persistence,

@@ -13,7 +13,8 @@ Averaging order is part of each name, because it changes the number:
 * ``rmse_per_sample_then_time_mean``: mean_t sqrt(MSE_t), the convention of Pangu's papers.
 * ``acc``: ACC per valid time, then the mean over initialisation times (as WeatherBench 2).
 
-where MSE_t is the area-weighted spatial mean of the squared error of one forecast.
+where MSE_t is the area-weighted spatial mean of the squared error of one forecast. The
+climatology that ACC needs is made in ``climatology.py``.
 
 NaN policy: NaN in a forecast propagates into its score (a broken forecast must not look
 good because its NaN cells were skipped); NaN in the truth is an error in ``score_table``.
@@ -27,9 +28,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .climatology import climatology_at
+
 __all__ = [
     "REGIONS",
-    "CLIMATOLOGY_KINDS",
     "SCORE_COLUMNS",
     "latitude_weights",
     "region_mask",
@@ -40,8 +42,6 @@ __all__ = [
     "rmse_per_sample_then_time_mean",
     "acc_spatial",
     "acc",
-    "compute_climatology",
-    "climatology_at",
     "valid_time",
     "align_grid",
     "check_no_nan",
@@ -60,8 +60,6 @@ REGIONS: dict[str, tuple[float, float]] = {
     "extratropics_north": (20.0, 90.0),
     "extratropics_south": (-90.0, -20.0),
 }
-
-CLIMATOLOGY_KINDS = ("dayofyear_hour", "time_mean")
 
 SCORE_COLUMNS = ["forecast", "variable", "level", "lead_time_hours", "metric", "value", "region"]
 
@@ -197,8 +195,8 @@ def acc_spatial(forecast: Data, truth: Data, climatology: xr.Dataset,
 
     mean_w(f' o') / sqrt(mean_w(f'^2) mean_w(o'^2)), with f', o' the forecast and truth
     minus the climatology at each sample's valid time (``valid_time(forecast)``).
-    climatology: as made by ``compute_climatology``. Returns the input dims without
-    (latitude, longitude). A sample whose anomaly is zero everywhere gives NaN (0 / 0).
+    climatology: as made by ``climatology.compute_climatology``. Returns the input dims
+    without (latitude, longitude). A sample whose anomaly is zero everywhere gives NaN (0 / 0).
     """
     forecast, truth = _paired(forecast, truth)
     clim = _climatology_like(climatology, forecast)
@@ -226,98 +224,6 @@ def acc(forecast: Data, truth: Data, climatology: xr.Dataset, region: str = "glo
         time_dim: str = "time") -> Data:
     """ACC per valid time (``acc_spatial``), then the mean over ``time_dim`` (init times)."""
     return acc_spatial(forecast, truth, climatology, region).mean(time_dim, skipna=False)
-
-
-# --------------------------------------------------------------------------- climatology
-
-
-def compute_climatology(ds: xr.Dataset, kind: str = "dayofyear_hour",
-                        window_days: int = 61) -> xr.Dataset:
-    """Climatology of an analysis dataset (time, [level], latitude, longitude).
-
-    kind="dayofyear_hour": dims (dayofyear, hour, [level], latitude, longitude), dayofyear
-        1..366 as ``time.dt.dayofyear`` counts it and hour the hours of day present in ``ds``.
-        For each hour of day, the mean of each calendar day is smoothed over days with a
-        triangular window of ``window_days`` (odd) days: day offset k in -h..h (h =
-        (window_days - 1) / 2) has weight h + 1 - |k|, so the centre day weighs h + 1 and
-        the outermost days 1. The window wraps around the year (day 366 is next to day 1),
-        and days without data are left out of the weighted mean (weights renormalised), so
-        day 366 of non-leap years and gaps are filled from their neighbours.
-    kind="time_mean": dims ([level], latitude, longitude), the plain mean over time, for data
-        without seasons (Held-Suarez).
-
-    The kind is stored in ``attrs["climatology_kind"]``.
-    """
-    _require_dims(ds, ("time",), "dataset for the climatology")
-    if kind == "time_mean":
-        clim = ds.mean("time")
-    elif kind == "dayofyear_hour":
-        clim = _dayofyear_hour_climatology(ds, window_days)
-    else:
-        raise ValueError(f"unknown climatology kind {kind!r}; expected one of {CLIMATOLOGY_KINDS}")
-    clim.attrs = {"climatology_kind": kind}
-    if kind == "dayofyear_hour":
-        clim.attrs.update(window_days=window_days, smoothing="triangular, wraps around the year")
-    return clim
-
-
-def _dayofyear_hour_climatology(ds: xr.Dataset, window_days: int) -> xr.Dataset:
-    """Smoothed (dayofyear, hour, ...) climatology; see ``compute_climatology``."""
-    if window_days < 1 or window_days % 2 == 0:
-        raise ValueError(f"window_days must be a positive odd number, got {window_days}")
-    days = np.arange(1, 367)
-    per_hour = []
-    hours = np.unique(ds["time"].dt.hour.values)
-    for hour in hours:
-        at_hour = ds.isel(time=(ds["time"].dt.hour == hour).values)
-        daily = at_hour.groupby("time.dayofyear").mean("time").reindex(dayofyear=days)
-        per_hour.append(_smooth_over_days(daily, window_days))
-    clim = xr.concat(per_hour, dim=pd.Index(hours, name="hour"))
-    return clim.transpose("dayofyear", "hour", ...)
-
-
-def _smooth_over_days(daily: xr.Dataset, window_days: int) -> xr.Dataset:
-    """Triangular, cyclic, NaN-skipping weighted mean along dayofyear (length 366)."""
-    half = (window_days - 1) // 2
-    total, weight_sum = 0.0, 0.0
-    for offset in range(-half, half + 1):
-        weight = half + 1 - abs(offset)
-        shifted = daily.roll(dayofyear=-offset)  # shifted[d] = daily[d + offset], cyclic
-        shifted = shifted.assign_coords(dayofyear=daily["dayofyear"])
-        total = total + weight * shifted.fillna(0.0)
-        weight_sum = weight_sum + weight * shifted.notnull()
-    return total / weight_sum.where(weight_sum > 0)
-
-
-def climatology_at(climatology: xr.Dataset, valid_times) -> xr.Dataset:
-    """The climatology at given valid times, with the dims and coords of ``valid_times``.
-
-    valid_times: DataArray of datetime64 with any dims (e.g. (time, prediction_timedelta)),
-    or a 1-D array-like of datetimes (then the result has dim ``time``). Works for both
-    climatology kinds; a time-mean climatology is broadcast to the valid times' dims.
-    """
-    valid_times = _as_time_array(valid_times)
-    kind = climatology.attrs.get("climatology_kind")
-    if kind == "time_mean":
-        # per variable: Dataset.broadcast_like would also give surface variables a level dim
-        return climatology.map(lambda da: da.broadcast_like(valid_times), keep_attrs=True)
-    if kind != "dayofyear_hour":
-        raise ValueError(f"climatology has attrs['climatology_kind'] = {kind!r}; expected one of "
-                         f"{CLIMATOLOGY_KINDS} (make it with compute_climatology)")
-    hours = valid_times.dt.hour
-    missing = np.setdiff1d(np.unique(hours.values), climatology["hour"].values)
-    if missing.size:
-        raise ValueError(f"the climatology has no hour(s) of day {missing.tolist()} needed by the "
-                         f"valid times; it has {climatology['hour'].values.tolist()}")
-    picked = climatology.sel(dayofyear=valid_times.dt.dayofyear, hour=hours)
-    return picked.drop_vars(["dayofyear", "hour"])
-
-
-def _as_time_array(times) -> xr.DataArray:
-    if isinstance(times, xr.DataArray):
-        return times
-    index = pd.DatetimeIndex(np.atleast_1d(np.asarray(times)))
-    return xr.DataArray(index, dims="time", coords={"time": index})
 
 
 # --------------------------------------------------------------------------- validation
@@ -405,7 +311,8 @@ def score_table(forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset,
 
     forecasts: name -> forecast store (time, prediction_timedelta, [level], latitude,
         longitude). truth: analysis (time, [level], latitude, longitude) on the same grid
-        (latitude order may differ). climatology: from ``compute_climatology``; adds "acc".
+        (latitude order may differ). climatology: from ``climatology.compute_climatology``;
+        adds "acc".
     variables: defaults to each forecast's data variables; all must be in the truth.
 
     Columns ``SCORE_COLUMNS``: forecast, variable, level (hPa as float, NaN for surface

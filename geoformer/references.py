@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .metrics import align_grid, check_no_nan, climatology_at, latitude_weights
+from .climatology import climatology_at
+from .metrics import align_grid, check_no_nan, latitude_weights
 
 __all__ = [
     "persistence",
@@ -44,7 +45,7 @@ def climatology_forecast(climatology: xr.Dataset, init_times, lead_times,
                          like: xr.Dataset | None = None) -> xr.Dataset:
     """Forecast store holding the climatology at each valid time init + lead.
 
-    climatology: from ``metrics.compute_climatology``. like: optional analysis whose
+    climatology: from ``climatology.compute_climatology``. like: optional analysis whose
     variables the forecast keeps and whose latitude/longitude order it takes (the grids must
     hold the same points).
     """

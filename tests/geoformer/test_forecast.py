@@ -151,7 +151,8 @@ def test_checkpoints_that_disagree_are_refused(tmp_path):
 def test_a_written_store_scores_as_weatherbench2_defines_it(setup, tmp_path):
     """RMSE and ACC of a forecast store written by the package, against WeatherBench 2's
     definitions written out here in numpy on the tiny grid."""
-    from geoformer.metrics import compute_climatology, score_table
+    from geoformer.climatology import compute_climatology
+    from geoformer.metrics import score_table
 
     ds, models = setup
     inits = ds.time.values[:3]

@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from geoformer.climatology import climatology_at, compute_climatology
 from geoformer.metrics import (
     REGIONS,
     SCORE_COLUMNS,
     acc,
     acc_spatial,
-    climatology_at,
-    compute_climatology,
     latitude_weights,
     mse_spatial,
     region_mask,

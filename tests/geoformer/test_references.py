@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from geoformer.metrics import compute_climatology, score_table
+from geoformer.climatology import compute_climatology
+from geoformer.metrics import score_table
 from geoformer.references import (
     climatology_forecast,
     damped_persistence,
