@@ -119,7 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .compare import evaluate_checkpoints, format_table
     from .data import load_dataset
-    from .lightning import load_module
+    from .module import load_module
 
     trajectory = erosion = None
     for path in args.checkpoint:

@@ -105,6 +105,11 @@ class GPTConfig(_Config):
     residual: the network predicts the change of state, added to the input step.
     predict_conditions: raw tokens only: the output is a whole token (P, F + K), condition
         slots included, so the loss can cover all 8 P features as in the paper.
+    layout: "case": one token per step holds all P particles (the paper); "particle": every
+        particle's path is its own sequence of one-particle tokens, with the weights shared
+        by all particles. The tracked particles are one-way coupled and never collide, so a
+        path depends only on its own start and the conditions: "particle" learns one map
+        from P times as many examples (learned embeddings only).
     """
 
     label: ClassVar[str] = "GPT"
@@ -125,6 +130,7 @@ class GPTConfig(_Config):
     residual: bool = True
     predict_conditions: bool = False
     bias: bool = True
+    layout: str = "case"
     name: str = field(default="custom", compare=False)
 
     @property
@@ -163,6 +169,11 @@ class GPTConfig(_Config):
              "raw tokens carry the conditions by repeating them for every particle and learned "
              f"embeddings add or prefix them: embedding={self.embedding!r} does not go with "
              f"conditioning={self.conditioning!r}")
+        need(self.layout in ("case", "particle"),
+             f"layout must be 'case' or 'particle', found {self.layout!r}")
+        need(self.layout == "case" or self.embedding == "linear",
+             "layout 'particle' needs a learned embedding (embedding='linear'): raw tokens "
+             "hold every particle of a step")
         need(self.positions in ("learned", "rotary", "sinusoidal", "trphysx"),
              "positions must be 'learned', 'rotary', 'sinusoidal' or 'trphysx', found "
              f"{self.positions!r}")
@@ -332,6 +343,9 @@ class TrainConfig(_Config):
         ``stride`` apart (0: whole trajectories). The paper: 4 and 2.
     rollout_steps, rollout_weight: an extra multi-step loss over a free-running rollout of
         this many steps from the first step of each window (0: off).
+    particles: GPT with ``layout: particle`` only: train every batch on this many particles
+        of each case, drawn at random (0: all of them). Each particle's path is its own
+        sequence there, so a subset is a smaller batch of the same task.
     magnitude_weight: weight of the log-peak loss of the erosion model.
     batch_size, max_epochs, early_stop_mse, early_stop_patience: for the CLI's data loader and
         Trainer (the paper stopped once validation MSE <= 0.0065 for 3 epochs; 0: off).
@@ -352,6 +366,7 @@ class TrainConfig(_Config):
     stride: int = 0
     rollout_steps: int = 0
     rollout_weight: float = 0.0
+    particles: int = 0
     magnitude_weight: float = 1.0
     batch_size: int = 16
     max_epochs: int = 100
@@ -379,6 +394,7 @@ class TrainConfig(_Config):
         need(self.stride >= 0, f"stride must be >= 0, found {self.stride}")
         need(self.rollout_steps >= 0 and self.rollout_weight >= 0,
              "rollout_steps and rollout_weight must be >= 0")
+        need(self.particles >= 0, f"particles must be >= 0, found {self.particles}")
         need(self.batch_size > 0 and self.max_epochs > 0,
              "batch_size and max_epochs must be positive")
 

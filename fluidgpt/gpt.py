@@ -188,6 +188,9 @@ class FluidGPT(nn.Module):
         super().__init__()
         self.config = cfg = config
         P, F, K, D = cfg.n_particles, cfg.n_features, cfg.n_conditions, cfg.width
+        if cfg.layout == "particle":
+            P = 1  # one particle per sequence
+        self._tokens_per_step = P
         if cfg.embedding == "linear":
             self.state_embed = nn.Linear(P * F, D)
             self.cond_embed = nn.Sequential(nn.Linear(K, D), nn.GELU(approximate="tanh"),
@@ -231,6 +234,8 @@ class FluidGPT(nn.Module):
                       cache: KVCache | None) -> None:
         cfg = self.config
         P, F, K = cfg.n_particles, cfg.n_features, cfg.n_conditions
+        if cfg.layout == "particle":  # any number of particles: each is its own sequence
+            P = states.shape[2] if states.ndim == 4 else P
         if states.ndim != 4 or tuple(states.shape[2:]) != (P, F):
             raise ValueError(f"states must be (B, T, P, F) = (B, T, {P}, {F}), found "
                              f"{tuple(states.shape)}")
@@ -255,6 +260,17 @@ class FluidGPT(nn.Module):
                 cache: KVCache | None = None) -> Tensor:
         """states (B, T, P, F), conditions (B, K) -> next steps (B, T, P, F_out)."""
         self._check_inputs(states, conditions, start, cache)
+        cfg = self.config
+        if cfg.layout == "particle":  # every particle its own sequence: (B P, T, 1, F)
+            B, T, P, F = states.shape
+            flat = states.transpose(1, 2).reshape(B * P, T, 1, F)
+            out = self._forward(flat, conditions.repeat_interleave(P, dim=0), start, cache)
+            return out.reshape(B, P, T, -1).transpose(1, 2)  # (B, T, P, F_out)
+        return self._forward(states, conditions, start, cache)
+
+    def _forward(self, states: Tensor, conditions: Tensor, start: int,
+                 cache: KVCache | None) -> Tensor:
+        """The network on (B', T, P', F) with P' = P (layout "case") or 1 ("particle")."""
         cfg = self.config
         B, T, P, F = states.shape
         if cfg.embedding == "raw":

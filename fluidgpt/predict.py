@@ -68,7 +68,7 @@ class Pipeline:
 
 def load_pipeline(paths: Sequence[str | Path]) -> Pipeline:
     """Load one trajectory checkpoint and at most one erosion checkpoint (any order)."""
-    from .lightning import load_module
+    from .module import load_module
 
     trajectory = erosion = None
     info = None

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fluidgpt import compare as C
+from fluidgpt.compare import jobs
 from fluidgpt.config import ConfigError
 from fluidgpt.data import make_split
 from fluidgpt.datamodule import (
@@ -149,8 +150,9 @@ def test_erosion_model_learns_from_out_of_fold_rollouts_only(tmp_path, monkeypat
         predicted.append((id(module), set(cases.index.tolist())))
         return real_forecast(module, cases, *args, **kwargs)
 
-    monkeypatch.setattr(C, "train_module", spy_train)
-    monkeypatch.setattr(C, "forecast", spy_forecast)
+    # run_job looks both up in fluidgpt.compare.jobs: patch them there.
+    monkeypatch.setattr(jobs, "train_module", spy_train)
+    monkeypatch.setattr(jobs, "forecast", spy_forecast)
     stage = C.fit_trajectory_model("gpt", config, ds, data, split, True, echo=lambda m: None)
     assert len(stage.folds) == split.n_folds and stage.oof.shape[0] == len(split.trainval)
     covered = set()

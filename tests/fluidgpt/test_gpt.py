@@ -22,6 +22,7 @@ CONFIGS = {
     "prefix-rotary": {"conditioning": "prefix", "positions": "rotary"},
     "sinusoidal-absolute": {"positions": "sinusoidal", "residual": False},
     "window": {"context": 4},
+    "particle": {"layout": "particle"},
 }
 
 
@@ -252,6 +253,7 @@ def test_preset_overrides_resize_the_raw_token():
     ({"predict_conditions": True}, r"predict_conditions needs raw tokens"),
     ({"dropout": 1.0}, r"dropout"),
     ({"context": 20}, r"context must be in \[0, max_steps=16\]"),
+    ({"layout": "grid"}, r"layout must be 'case' or 'particle'"),
 ])
 def test_bad_configurations_fail_with_a_clear_message(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -268,3 +270,34 @@ def test_unknown_keys_and_presets_are_errors():
         GPTConfig.from_dict({"n_embd": 12})
     with pytest.raises(ConfigError, match="unknown GPT preset 'gpt4'"):
         GPTConfig.from_preset("gpt4")
+
+
+def test_particle_layout_predicts_each_path_from_that_path_alone():
+    """Layout "particle": one network for every particle, blind to the other particles."""
+    model = make("particle").eval()
+    states, cond = inputs(model)
+    out = model(states, cond)
+    perturbed = states.clone()
+    perturbed[:, :, 1:] += 10.0 * torch.randn_like(perturbed[:, :, 1:])  # all but particle 0
+    out2 = model(perturbed, cond)
+    torch.testing.assert_close(out2[:, :, 0], out[:, :, 0], rtol=0, atol=1e-6)
+    assert not torch.allclose(out2[:, :, 1:], out[:, :, 1:], atol=1e-3)  # the test can fail
+    perm = torch.randperm(states.shape[2], generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(model(states[:, :, perm], cond), out[:, :, perm],
+                               rtol=0, atol=1e-6)
+    few = model(states[:, :, :2], cond)  # any number of particles
+    torch.testing.assert_close(few, out[:, :, :2], rtol=0, atol=1e-6)
+
+
+def test_case_layout_mixes_the_particles():
+    model = make("default").eval()
+    states, cond = inputs(model)
+    perturbed = states.clone()
+    perturbed[:, :, 1:] += 10.0 * torch.randn_like(perturbed[:, :, 1:])
+    assert not torch.allclose(model(perturbed, cond)[:, :, 0], model(states, cond)[:, :, 0],
+                              atol=1e-3)
+
+
+def test_particle_layout_needs_a_learned_embedding():
+    with pytest.raises(ConfigError, match=r"layout 'particle' needs a learned embedding"):
+        GPTConfig.from_preset("paper", n_particles=4, layout="particle")

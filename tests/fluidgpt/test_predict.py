@@ -14,7 +14,7 @@ from fluidgpt import compare as C
 from fluidgpt import predict as P
 from fluidgpt import wall as W
 from fluidgpt.datamodule import DataInfo, FluidDataModule, case_tensors, read_data_info
-from fluidgpt.lightning import load_module
+from fluidgpt.module import load_module
 from fluidgpt.schema import open_dataset, validate
 from tests.fluidgpt.test_compare import tiny_experiment
 

@@ -12,6 +12,7 @@ CACHED = {
     "rotary-prefix": {"conditioning": "prefix", "positions": "rotary"},
     "sinusoidal-prefix": {"conditioning": "prefix", "positions": "sinusoidal",
                           "residual": False},
+    "particle-layout": {"layout": "particle", "conditioning": "prefix"},
 }
 
 

@@ -144,6 +144,17 @@ def _with_conditions(states: Tensor, conditions: Tensor, out_features: int) -> T
     return torch.cat([states, cond], dim=-1)  # (B, T, P, F+K)
 
 
+def _draw_particles(states: Tensor, valid: Tensor | None,
+                    k: int) -> tuple[Tensor, Tensor | None]:
+    """k particles of each case at random: states (B, T, P, F) -> (B, T, k, F), valid alike."""
+    B, T, P, F = states.shape
+    pick = torch.rand(B, P, device=states.device).argsort(dim=1)[:, :k]  # (B, k)
+    states = states.gather(2, pick[:, None, :, None].expand(B, T, k, F))
+    if valid is not None:
+        valid = valid.gather(2, pick[:, None, :].expand(B, T, k))
+    return states, valid
+
+
 def _as_config(cls: type, value: Any) -> Any:
     return value if isinstance(value, cls) else cls.from_dict(dict(value))
 
@@ -260,6 +271,9 @@ class GPTModule(_FluidModule):
             cond = cond.repeat_interleave(states.shape[0] // n, dim=0)  # (B*nW, K)
             if valid is not None:
                 valid = sliding_windows(valid, t.window, t.window_stride)  # (B*nW, W, P)
+        if (self.training and t.particles and cfg.layout == "particle"
+                and t.particles < states.shape[2]):
+            states, valid = _draw_particles(states, valid, t.particles)  # (B, T, p, F)
         v = valid[:, 1:] if valid is not None else None
         pred = self.model(states[:, :-1], cond)  # (B, T-1, P, F_out)
         target = _with_conditions(states[:, 1:], cond, cfg.out_features)

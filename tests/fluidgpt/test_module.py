@@ -10,7 +10,7 @@ import torch
 
 from fluidgpt.cnn import split_erosion
 from fluidgpt.config import TrainConfig
-from fluidgpt.lightning import (
+from fluidgpt.module import (
     ErosionModule,
     GPTModule,
     SequenceModule,
@@ -235,6 +235,28 @@ def test_multi_step_rollout_loss_is_added():
     expected = masked_mse(gen[:, 1:], cases["positions"][:, 1:4], cases["valid"][:, 1:4])
     torch.testing.assert_close(b["rollout_loss"], expected)
     torch.testing.assert_close(b["loss"], a["loss"] + 0.5 * expected)
+
+
+def test_particle_layout_trains_on_a_random_subset_of_particles_and_validates_on_all():
+    cases = filled(synthetic_cases())
+    P = cases["positions"].shape[2]
+    module = GPTModule(gpt_config(layout="particle"),
+                       TrainConfig.from_preset("fluidgpt", particles=2))
+    torch.manual_seed(0)
+    module.train()
+    sub = module.losses(cases)["loss"]
+    torch.manual_seed(0)  # the same draw, made by hand
+    pick = torch.rand(cases["positions"].shape[0], P).argsort(dim=1)[:, :2]
+    picked = {**cases,
+              "positions": torch.stack([c[:, i] for c, i in zip(cases["positions"], pick)]),
+              "valid": torch.stack([v[:, i] for v, i in zip(cases["valid"], pick)])}
+    whole = GPTModule(gpt_config(layout="particle"), TrainConfig.from_preset("fluidgpt"))
+    whole.load_state_dict(module.state_dict())
+    whole.train()
+    torch.manual_seed(1)  # dropout is off in the tiny config; the draw is the only randomness
+    torch.testing.assert_close(sub, whole.losses(picked)["loss"])
+    module.eval()
+    torch.testing.assert_close(module.losses(cases)["loss"], whole.eval().losses(cases)["loss"])
 
 
 def test_erosion_loss_uses_the_pattern_and_the_scaled_log_peak():
