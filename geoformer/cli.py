@@ -74,23 +74,23 @@ def _time_step(config: GeoFormerConfig, repeats: int = 2) -> dict[str, float]:
     return {"device": device, "forward_s": timed(forward), "train_step_s": timed(step)}
 
 
-def _dotted(extra: Sequence[str]) -> list[str]:
-    """LightningCLI-style ['--data.lead_hours=6', '--trainer.max_epochs', '2'] -> KEY=VALUE."""
-    out, items = [], list(extra)
-    while items:
-        item = items.pop(0)
-        if not item.startswith("--"):
-            if "=" not in item:
-                raise ConfigError(f"unexpected argument {item!r}; overrides look like "
-                                  "section.key=value")
-            out.append(item)
-        elif "=" in item:
-            out.append(item[2:])
-        elif items and not items[0].startswith("--"):
-            out.append(f"{item[2:]}={items.pop(0)}")
-        else:
-            raise ConfigError(f"override {item!r} has no value")
-    return out
+TRAINING = {"fit": "train one lead-time model from an experiment YAML",
+            "validate": "score a model on the validation period",
+            "test": "score a model on the test period"}
+
+
+def run_training(argv: Sequence[str]) -> int:
+    """``geoformer fit|validate|test``: LightningCLI, whose parse errors are one line (exit 2)."""
+    from .train import run
+
+    try:
+        run(list(argv))
+    except SystemExit as stop:  # --help, --print_config, a parse error (already printed)
+        return stop.code if isinstance(stop.code, int) else 0
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        print(f"geoformer {argv[0]}: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -134,15 +134,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"training store: {path}")
-    return 0
-
-
-def cmd_fit(args: argparse.Namespace) -> int:
-    from .train import fit, load_experiment
-
-    experiment = load_experiment(args.config, args.overrides)
-    path = fit(experiment)
-    print(f"checkpoint: {path}")
     return 0
 
 
@@ -233,7 +224,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.config, args.output)
+    run_demo(args.config, args.plan, args.output)
     return 0
 
 
@@ -275,11 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--overwrite", action="store_true")
     ds.set_defaults(func=cmd_dataset)
 
-    fit = sub.add_parser("fit", help="train one lead-time model from an experiment YAML")
-    fit.add_argument("--config", help="experiment YAML (experiments/geoformer/*.yaml)")
-    fit.set_defaults(func=cmd_fit, overrides=[])
-    fit.epilog = ("Any experiment key can be overridden after the options, LightningCLI-style: "
-                  "--data.lead_hours=6 --trainer.max_epochs 2 (or data.lead_hours=6).")
+    for name, what in TRAINING.items():  # parsed by LightningCLI (see main)
+        sub.add_parser(name, help=f"{what} (LightningCLI; see geoformer {name} --help)",
+                       add_help=False)
 
     fc = sub.add_parser("forecast", help="forecast with one or more lead-time checkpoints")
     fc.add_argument("--checkpoint", action="append", required=True,
@@ -335,19 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="dataset, training, forecasts, scores and maps on the "
                                      "built-in Held-Suarez data (CPU, minutes)")
-    dm.add_argument("--config", default="experiments/geoformer/demo.yaml")
-    dm.add_argument("--output", help="output folder (default: the config's)")
+    dm.add_argument("--config", default="experiments/geoformer/demo.yaml",
+                    help="the runs' geoformer fit experiment (LightningCLI YAML)")
+    dm.add_argument("--plan", default="experiments/geoformer/demo_plan.yaml",
+                    help="what to train, forecast, score and draw")
+    dm.add_argument("--output", help="output folder (default: the plan's)")
     dm.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING:
+        return run_training(argv)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command != "fit":
-            parser.error(f"unrecognised arguments: {' '.join(extra)}")
-        args.overrides = list(args.overrides) + _dotted(extra)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:

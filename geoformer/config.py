@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "PANGU_LEVELS",
@@ -22,6 +22,9 @@ __all__ = [
     "GeoFormerConfig",
     "ConfigError",
     "TokenGrid",
+    "Network",
+    "CONTRACT_FIELDS",
+    "PresetName",
 ]
 
 # The released model's contract, in the package's internal order (levels from the surface up).
@@ -229,3 +232,85 @@ PRESETS: dict[str, dict[str, Any]] = {
         "depths": (2, 2, 2, 2), "heads": (2, 4, 4, 2), "drop_path": 0.1,
     },
 }
+
+
+#: GeoFormerConfig fields that come from the data (the data-to-model contract), never typed by
+#: a user: an experiment chooses the architecture (:class:`Network`), the data the rest.
+CONTRACT_FIELDS = ("grid", "levels", "upper_vars", "surface_vars", "constant_vars")
+
+#: The names of :data:`PRESETS`, as a type (so an experiment's unknown preset is a type error).
+PresetName = Literal["pangu", "pangu-lite", "pangu-1.5", "pangu-5.625", "small-5.625"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """The architecture an experiment chooses: a preset plus any of its fields overridden.
+
+    ``None`` keeps the preset's value. Grid, levels and variables are not here: they come from
+    the data (:data:`CONTRACT_FIELDS`). This is the ``model.network`` section of a
+    ``geoformer fit`` experiment; checkpoints store it :meth:`resolved` (every field written
+    out), so a later change of a preset never changes a trained network.
+
+    Args:
+        preset: the named configuration the other fields override (:data:`PRESETS`).
+        patch: patch size (Z, H, W) of the embedding.
+        window: attention window (Z, H, W); the longitude tokens of stages 1 and 2 must
+            divide by its W.
+        embed_dim: channels C of stages 1 and 4 (2C in stages 2 and 3).
+        depths: blocks per stage (d1, d2, d2, d1).
+        heads: attention heads per stage.
+        mlp_ratio: MLP hidden size over C.
+        drop_path: largest stochastic-depth rate.
+        attention: "sdpa" (torch's fused kernels) or "reference" (plain matrix products).
+        checkpoint_activations: recompute each block in the backward pass (less memory).
+    """
+
+    preset: PresetName = "small-5.625"
+    patch: tuple[int, int, int] | None = None  # (Z, H, W)
+    window: tuple[int, int, int] | None = None  # (Z, H, W)
+    embed_dim: int | None = None
+    depths: tuple[int, int, int, int] | None = None
+    heads: tuple[int, int, int, int] | None = None
+    mlp_ratio: float | None = None
+    drop_path: float | None = None
+    attention: Literal["sdpa", "reference"] | None = None
+    checkpoint_activations: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; available presets: "
+                              f"{sorted(PRESETS)}")
+        for f in ("patch", "window", "depths", "heads"):
+            if getattr(self, f) is not None:
+                object.__setattr__(self, f, tuple(getattr(self, f)))
+
+    def overrides(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "preset" and getattr(self, f.name) is not None}
+
+    def config(self, **contract: Any) -> GeoFormerConfig:
+        """The network configuration on the data's grid, levels and variables."""
+        unknown = sorted(set(contract) - set(CONTRACT_FIELDS))
+        if unknown:
+            raise ConfigError(f"{unknown} are not data-contract fields {list(CONTRACT_FIELDS)}")
+        return GeoFormerConfig.from_preset(self.preset, **self.overrides(), **contract)
+
+    def resolved(self) -> Network:
+        """The same network with every field written out (what checkpoints store)."""
+        config = GeoFormerConfig.from_preset(self.preset, **self.overrides())
+        return Network(preset=self.preset, **{f.name: getattr(config, f.name)
+                                              for f in dataclasses.fields(self)
+                                              if f.name != "preset"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only: safe for weights_only checkpoints."""
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Network:
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown network key(s) {unknown}; valid keys are "
+                              f"{[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**d)

@@ -11,7 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,13 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
-from .normalization import compute_statistics
+from .normalization import (
+    LATITUDE_INPUT,
+    Normalizer,
+    compute_statistics,
+    latitude_input,
+    normalized_constants,
+)
 from .schema import STATIC, SURFACE, UPPER_AIR, VARIABLES, SchemaError, standardize, validate
 
 __all__ = [
@@ -31,8 +37,10 @@ __all__ = [
     "variables_in",
     "TimeRange",
     "ForecastPairs",
+    "DataContract",
     "GeoDataModule",
     "load_statistics",
+    "resolve_store",
 ]
 
 
@@ -199,24 +207,113 @@ class ForecastPairs(Dataset):
         }
 
 
+def resolve_store(store: str) -> str:
+    """A training store path; ``held-suarez`` builds (or reuses) the built-in dataset."""
+    if store == "held-suarez":
+        from .sources.held_suarez import load_or_build_held_suarez
+
+        return str(load_or_build_held_suarez())
+    return str(store)
+
+
+@dataclass(frozen=True)
+class DataContract:
+    """What a network trained on a store must match, as plain values (stored in checkpoints).
+
+    The data module builds it (:attr:`GeoDataModule.contract`) and ``geoformer fit`` links it
+    into the Lightning module, so grid, levels, variables and statistics are never typed twice.
+    Levels (Z) run from the surface up (hPa), latitude (H) north to south, longitude (W) east
+    from 0; ``normalization`` is :meth:`Normalizer.to_dict` of the training period: upper
+    (V, Z) and surface (S,) means and standard deviations.
+    """
+
+    lead_hours: int
+    upper_vars: tuple[str, ...]
+    surface_vars: tuple[str, ...]
+    constant_vars: tuple[str, ...]
+    levels: tuple[int, ...]
+    latitude: tuple[float, ...]
+    longitude: tuple[float, ...]
+    normalization: dict[str, list]
+    store: str = ""
+    train_period: tuple[str, str] | None = None
+    rollout_steps: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("upper_vars", "surface_vars", "constant_vars", "levels", "latitude",
+                     "longitude"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "levels", tuple(int(v) for v in self.levels))
+        if self.train_period is not None:
+            object.__setattr__(self, "train_period", tuple(self.train_period))
+        if self.lead_hours <= 0:
+            raise ValueError(f"lead_hours must be positive, found {self.lead_hours}")
+        V, Z, S = len(self.upper_vars), len(self.levels), len(self.surface_vars)
+        shapes = {"upper_mean": (V, Z), "upper_std": (V, Z), "surface_mean": (S,),
+                  "surface_std": (S,)}
+        for key, shape in shapes.items():
+            found = np.shape(self.normalization.get(key, ()))
+            if found != shape:
+                raise ValueError(f"normalization {key} has shape {found}, expected {shape} for "
+                                 f"{V} upper-air variables on {Z} levels and {S} surface ones")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return len(self.latitude), len(self.longitude)
+
+    def network_fields(self) -> dict[str, Any]:
+        """The GeoFormerConfig fields the data decides (``config.CONTRACT_FIELDS``)."""
+        return {"grid": self.grid, "levels": self.levels, "upper_vars": self.upper_vars,
+                "surface_vars": self.surface_vars, "constant_vars": self.constant_vars}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (lists, numbers, strings): safe for weights_only checkpoints."""
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataContract:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown data-contract key(s) {unknown}")
+        return cls(**d)
+
+
 class GeoDataModule(L.LightningDataModule):
     """Train / validation / test pairs from a training store.
 
     Variables and levels default to everything the store holds (in canonical order); the
     normalisation statistics come from the training period and are cached in the store.
+
+    Args:
+        store: training store (``geoformer dataset convert``), or ``held-suarez`` for the
+            built-in dataset, built on first use and cached.
+        lead_hours: hours between input and target (the lead time of the model).
+        train: first and last initial time of the training period (inclusive).
+        val: the validation period.
+        test: the test period (optional).
+        upper_vars: upper-air variables (default: all the store holds).
+        surface_vars: surface variables (default: all).
+        static_vars: constant fields given to the network (default: all).
+        levels: pressure levels in hPa (default: all).
+        rollout_steps: > 1 serves targets for a multi-step rollout (training only).
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        in_memory: hold the periods in memory (default: when they fit in 4 GiB).
+        latitude_input: add sin(latitude) as a constant field (``sin_latitude``).
     """
 
-    def __init__(self, store: str, lead_hours: int, train: Sequence[str],
-                 val: Sequence[str], test: Sequence[str] | None = None,
-                 upper_vars: Sequence[str] | None = None,
-                 surface_vars: Sequence[str] | None = None,
-                 static_vars: Sequence[str] | None = None, levels: Sequence[int] | None = None,
+    def __init__(self, store: str, lead_hours: int, train: tuple[str, str],
+                 val: tuple[str, str], test: tuple[str, str] | None = None,
+                 upper_vars: list[str] | None = None, surface_vars: list[str] | None = None,
+                 static_vars: list[str] | None = None, levels: list[int] | None = None,
                  rollout_steps: int = 1, batch_size: int = 4, num_workers: int = 0,
-                 in_memory: bool | None = None) -> None:
+                 in_memory: bool | None = None, latitude_input: bool = False) -> None:
         super().__init__()
-        self.store = str(store)
+        self.store = resolve_store(store)
         if not Path(self.store).exists():
             raise FileNotFoundError(f"training store {self.store} does not exist")
+        self.latitude_input = bool(latitude_input)
         self.lead_hours, self.rollout_steps = int(lead_hours), int(rollout_steps)
         self.ranges = {"train": TimeRange(*train), "val": TimeRange(*val)}
         if test:
@@ -268,9 +365,27 @@ class GeoDataModule(L.LightningDataModule):
             raise ValueError("no test period was given to the data module")
         return self._loader("test", shuffle=False)
 
-    def describe(self) -> dict[str, Any]:
-        """Plain-value description stored in checkpoints."""
-        return {"store": self.store, "upper_vars": self.upper_vars,
-                "surface_vars": self.surface_vars, "static_vars": self.static_vars,
-                "levels": self.levels, "latitude": self.latitude, "longitude": self.longitude,
-                "train_period": [self.ranges["train"].start, self.ranges["train"].stop]}
+    @property
+    def constant_vars(self) -> list[str]:
+        """Names of the constant fields the network receives, in order."""
+        return [*self.static_vars, *([LATITUDE_INPUT] if self.latitude_input else [])]
+
+    def constants(self) -> torch.Tensor:
+        """The constant fields, normalised by the training statistics: (K, H, W) float32."""
+        fields_ = normalized_constants(self.statics(), self.statistics, self.static_vars)
+        if self.latitude_input:
+            fields_ = torch.cat([fields_, latitude_input(self.latitude, len(self.longitude))])
+        return fields_
+
+    @property
+    def contract(self) -> DataContract:
+        """What a network trained on this data must match (see :class:`DataContract`)."""
+        normalizer = Normalizer.from_statistics(self.statistics, self.upper_vars,
+                                                self.surface_vars, self.levels)
+        return DataContract(
+            lead_hours=self.lead_hours, upper_vars=self.upper_vars,
+            surface_vars=self.surface_vars, constant_vars=self.constant_vars,
+            levels=self.levels, latitude=self.latitude, longitude=self.longitude,
+            normalization=normalizer.to_dict(), store=self.store,
+            train_period=(self.ranges["train"].start, self.ranges["train"].stop),
+            rollout_steps=self.rollout_steps)

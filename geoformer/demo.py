@@ -1,13 +1,14 @@
 """`geoformer demo`: the whole path on the built-in Held-Suarez dataset, on a CPU.
 
-Builds (or reuses) the dataset, trains the lead-time models of the demo config, forecasts
-from held-out initial times, scores the forecasts against persistence, climatology and
-damped persistence, and draws maps. Everything is written under the config's output folder.
+Builds (or reuses) the dataset, trains the runs of the demo plan (each one is ``geoformer fit
+--config <fit config> <its args>``), forecasts from held-out initial times, scores the forecasts
+against persistence, climatology and damped persistence, and draws maps. Everything is
+written under the plan's output folder.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +16,48 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .train import DEFAULTS, _merge
+from .config import ConfigError
 
-__all__ = ["run_demo"]
+__all__ = ["load_plan", "fit_args", "run_demo"]
+
+_PLAN_KEYS = {"dataset", "output", "runs", "forecast", "evaluate", "maps"}
+_RUN_KEYS = {"name", "args", "init_from"}
 
 
-def _experiment(demo: dict[str, Any], store: str, splits: dict[str, slice],
-                model: dict[str, Any], runs: Path) -> dict[str, Any]:
-    exp = _merge(copy.deepcopy(DEFAULTS), demo.get("experiment", {}))
-    lead = int(model["lead_hours"])
-    exp = _merge(exp, model.get("experiment", {}))
-    if model.get("max_time"):
-        exp["trainer"]["max_time"] = model["max_time"]
-    exp["data"].update(store=store, lead_hours=lead,
-                       train=[splits["train"].start, splits["train"].stop],
-                       val=[splits["validation"].start, splits["validation"].stop],
-                       test=[splits["test"].start, splits["test"].stop])
-    exp["output"] = {"dir": str(runs), "name": f"geoformer-{lead}h"}
-    return exp
+def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(allowed)}")
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """The demo plan (experiments/geoformer/demo_plan.yaml), its keys checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no demo plan at {path}")
+    plan = yaml.safe_load(path.read_text()) or {}
+    _check_keys(plan, _PLAN_KEYS, str(path))
+    names: list[str] = []
+    for run in plan["runs"]:
+        _check_keys(run, _RUN_KEYS, f"{path} runs")
+        if run.get("init_from") and run["init_from"] not in names:
+            raise ConfigError(f"run {run['name']!r} starts from {run['init_from']!r}, which is "
+                              f"not an earlier run of {path}")
+        names.append(run["name"])
+    missing = sorted(set(plan["forecast"]["runs"]) - set(names))
+    if missing:
+        raise ConfigError(f"forecast.runs {missing} are not runs of {path}")
+    return plan
+
+
+def fit_args(fit_config: str | Path, run: Mapping[str, Any], store: str,
+             splits: Mapping[str, slice], runs_dir: Path) -> list[str]:
+    """The ``geoformer fit`` command line of one run of the plan."""
+    args = ["fit", f"--config={fit_config}", *map(str, run.get("args", ())),
+            f"--data.store={store}", f"--output.dir={runs_dir}", f"--output.name={run['name']}"]
+    for key, split in (("train", "train"), ("val", "validation"), ("test", "test")):
+        args.append(f"--data.{key}=[{splits[split].start}, {splits[split].stop}]")
+    return args
 
 
 def _headline(scores: pd.DataFrame) -> str:
@@ -49,46 +74,48 @@ def _headline(scores: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-def run_demo(config: str | Path, output: str | Path | None = None) -> Path:
-    """Run the demo described by ``config``; returns the output folder."""
+def train_runs(plan: Mapping[str, Any], fit_config: str | Path, store: str,
+               splits: Mapping[str, slice], runs_dir: Path) -> dict[str, Path]:
+    """Every run of the plan, in order: run name -> exported checkpoint."""
+    from .train import run as run_fit
+
+    checkpoints: dict[str, Path] = {}
+    for run in plan["runs"]:
+        args = fit_args(fit_config, run, store, splits, runs_dir)
+        if run.get("init_from"):
+            args.append(f"--init_from={checkpoints[run['init_from']]}")
+        print(f"== training {run['name']}: geoformer {' '.join(args)}")
+        cli = run_fit(args)
+        if cli.final is None:
+            raise RuntimeError(f"run {run['name']} exported no checkpoint")
+        checkpoints[run["name"]] = cli.final
+        print(f"   {cli.final}")
+    return checkpoints
+
+
+def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | None = None) -> Path:
+    """Run the demo: ``config`` is the runs' fit config, ``plan_path`` the plan; returns the
+    output folder."""
     from .evaluation import evaluate
     from .forecast import forecast, write_forecast
     from .plots import plot_maps, plot_scores
     from .schema import open_dataset
     from .sources.held_suarez import load_or_build_held_suarez, load_recipe, split_slices
-    from .train import fit
 
-    demo = yaml.safe_load(Path(config).read_text())
-    out = Path(output or demo["output"])
+    plan = load_plan(plan_path)
+    out = Path(output or plan["output"])
     out.mkdir(parents=True, exist_ok=True)
-    recipe_path = demo.get("dataset", {}).get("recipe")
+    recipe_path = plan.get("dataset", {}).get("recipe")
     recipe = load_recipe(recipe_path if recipe_path and Path(recipe_path).exists() else None)
     print("== dataset: Held-Suarez (dinosaur), built once and cached")
     store = str(load_or_build_held_suarez(recipe=recipe))
     print(f"   {store}")
     splits = split_slices(recipe)
 
-    checkpoints = []
-    for model in demo["models"]:
-        print(f"== training the {model['lead_hours']} h model "
-              f"(at most {model.get('max_time', 'unlimited')})")
-        checkpoint = fit(_experiment(demo, store, splits, model, out / "runs"))
-        print(f"   {checkpoint}")
-        tune = model.get("fine_tune")
-        if tune:
-            steps = tune.get("experiment", {}).get("data", {}).get("rollout_steps", 1)
-            print(f"== fine-tuning the {model['lead_hours']} h model on {steps}-step rollouts "
-                  f"(at most {tune.get('max_time', 'unlimited')})")
-            exp = _experiment(demo, store, splits, {**model, "max_time": tune.get("max_time")},
-                              out / "runs")
-            exp = _merge(exp, tune.get("experiment", {}))
-            exp["init_from"] = str(checkpoint)
-            exp["output"]["name"] = f"geoformer-{model['lead_hours']}h-rollout"
-            checkpoint = fit(exp)
-            print(f"   {checkpoint}")
-        checkpoints.append(checkpoint)
+    trained = train_runs(plan, config, store, splits, out / "runs")
+    checkpoints = [trained[name] for name in plan["forecast"]["runs"]]
 
-    fc_cfg = demo["forecast"]
+    fc_cfg = plan["forecast"]
     lead_hours = pd.Timedelta(fc_cfg["lead_time"])
     test = pd.date_range(splits["test"].start, pd.Timestamp(splits["test"].stop) - lead_hours,
                          freq="6h")
@@ -102,13 +129,13 @@ def run_demo(config: str | Path, output: str | Path | None = None) -> Path:
     print("== scoring against persistence, climatology and damped persistence")
     train = [splits["train"].start, splits["train"].stop]
     scores = evaluate(fc_path, store, train_period=train,
-                      climatology_kind=demo["evaluate"]["climatology_kind"])
+                      climatology_kind=plan["evaluate"]["climatology_kind"])
     scores.to_csv(out / "scores.csv", index=False)
     plot_scores(scores, out / "scores.png",
                 variables=[("geopotential", 500.0), ("temperature", 850.0),
                            ("u_component_of_wind", 250.0), ("2m_temperature", None)])
     truth = open_dataset(store)
-    for m in demo.get("maps", []):
+    for m in plan.get("maps", []):
         lead = pd.Timedelta(m["lead_time"])
         f = fc[m["variable"]].sel(time=inits[0], prediction_timedelta=lead, level=m["level"])
         t = truth[m["variable"]].sel(time=pd.Timestamp(inits[0]) + lead, level=m["level"])

@@ -22,7 +22,7 @@ import xarray as xr
 from . import __version__
 from .aggregation import aggregated_rollout, plans
 from .data import atomic_write_zarr
-from .lightning import GeoFormerModule, load_module
+from .module import GeoFormerModule, load_module
 from .regrid import regrid_conservative
 from .schema import VARIABLES, SchemaError, open_dataset, standardize, validate
 
@@ -61,7 +61,7 @@ def load_models(checkpoints: Sequence[str | Path]) -> dict[int, GeoFormerModule]
     for path in checkpoints:
         module = load_module(path)
         module.checkpoint_path = str(path)
-        lead = int(module.hparams.lead_hours)
+        lead = int(module.contract.lead_hours)
         if lead in models:
             raise ValueError(f"two checkpoints have the same lead time {lead} h: "
                              f"{models[lead].checkpoint_path} and {path}")
@@ -76,8 +76,8 @@ def load_models(checkpoints: Sequence[str | Path]) -> dict[int, GeoFormerModule]
 def _contract(module: GeoFormerModule) -> dict[str, Any]:
     c = module.config
     return {"upper-air variables": list(c.upper_vars), "surface variables": list(c.surface_vars),
-            "levels": list(c.levels), "latitudes": list(module.hparams.latitude),
-            "longitudes": list(module.hparams.longitude)}
+            "levels": list(c.levels), "latitudes": list(module.contract.latitude),
+            "longitudes": list(module.contract.longitude)}
 
 
 def _check_compatible(a: tuple[str, GeoFormerModule], b: tuple[str, GeoFormerModule]) -> None:
@@ -103,8 +103,8 @@ def _prepare_input(data: xr.Dataset | str | Path, module: GeoFormerModule,
              source=source)
     ds = ds[list(c.upper_vars) + list(c.surface_vars)].sel(level=list(c.levels))
     ds = _select_inits(ds, init_times, source)
-    lat = np.asarray(module.hparams.latitude)
-    lon = np.asarray(module.hparams.longitude)
+    lat = np.asarray(module.contract.latitude)
+    lon = np.asarray(module.contract.longitude)
     same = ds.sizes["latitude"] == lat.size and ds.sizes["longitude"] == lon.size and (
         np.allclose(ds["latitude"].values, lat) and np.allclose(ds["longitude"].values, lon))
     if not same:
@@ -232,7 +232,7 @@ def _to_dataset(ds: xr.Dataset, module: GeoFormerModule, models: Mapping[int, Ge
 
 def _describe(module: GeoFormerModule) -> str:
     path = getattr(module, "checkpoint_path", None)
-    lead = int(module.hparams.lead_hours)
+    lead = int(module.contract.lead_hours)
     if path is None:
         return f"{lead} h: in-memory model"
     return f"{lead} h: {path} (sha256 {_sha256(Path(path))[:16]})"

@@ -1,132 +1,74 @@
-"""`geoformer fit`: a YAML experiment plus dotted overrides -> a trained checkpoint.
+"""`geoformer fit`, `validate` and `test`: LightningCLI over GeoFormerModule and GeoDataModule.
 
-The experiment file has the sections below (every key optional except data.store, data.train
-and data.val); unknown keys are errors, so a typo never silently trains the wrong model::
+An experiment is a LightningCLI YAML file (``experiments/geoformer/*.yaml``). Its schema is the
+typed ``__init__`` signature of each part, so every key is checked, with its type::
 
-    model:    {preset: small-5.625, <any GeoFormerConfig field>: ...}
-    data:     {store, lead_hours, train: [start, stop], val: [...], test: [...], batch_size,
-               num_workers, rollout_steps, upper_vars, surface_vars, levels,
-               latitude_input}  (latitude_input: add sin(latitude) as a constant field)
-    optim:    {lr, weight_decay, warmup_steps, min_lr, schedule}  (schedule: steps | time;
-               time spreads the cosine over trainer.max_time instead of the step count)
-    loss:     {kind: mae | mse, surface_weight, weights: {variable: weight}}
-    task:     {residual}  (predict the state's change instead of the state; Pangu: false)
-    trainer:  {max_epochs, max_steps, max_time, accelerator, devices, precision,
-               gradient_clip_val, accumulate_grad_batches, log_every_n_steps, seed,
-               limit_train_batches, limit_val_batches}
-    output:   {dir, name}
-    init_from: checkpoint to fine-tune from (weights only)
-    resume:    checkpoint of an interrupted run to resume (weights, optimiser, epoch)
+    model:    GeoFormerModule: network (a preset and any architecture field), loss, optimiser,
+              schedule, residual
+    data:     GeoDataModule: store (or ``held-suarez``), lead_hours, periods, batch size, ...
+    trainer:  lightning.Trainer: every Trainer option (max_epochs, max_time, devices, ...)
+    output:   Output: dir and name of the run folder
+    init_from: checkpoint whose network weights start the run (weights only)
+    seed_everything: the seed (0)
+    ckpt_path: checkpoint of an interrupted run to resume (fit), or to validate / test
+
+The data-to-model contract (grid, levels, variables, statistics, constant fields) is never
+typed: it is linked from the data module into the model, and ``trainer.max_time`` into the
+time-based schedule. Overrides are LightningCLI's: ``--trainer.max_epochs=3
+--data.lead_hours=6``; ``--print_config`` shows the resolved experiment. A wrong key or type
+ends with one line naming the key, the expected type and the value (exit status 2).
 """
 
 from __future__ import annotations
 
-import copy
+import datetime as _dt
+import difflib
 import os
 import re
+import sys
+import types
+import typing
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
-import yaml
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from .config import ConfigError, GeoFormerConfig
+from .config import ConfigError
+from .data import GeoDataModule
+from .module import GeoFormerModule, init_from_checkpoint, upgrade_hparams
 
-__all__ = ["DEFAULTS", "load_experiment", "apply_overrides", "resolve_store", "fit"]
+__all__ = ["Output", "OneLineErrorParser", "GeoFormerCLI", "run", "max_time_seconds",
+           "schedule_seconds", "auto_precision"]
 
-DEFAULTS: dict[str, Any] = {
-    "model": {"preset": "small-5.625"},
-    "data": {"store": None, "lead_hours": 24, "train": None, "val": None, "test": None,
-             "batch_size": 4, "num_workers": 0, "rollout_steps": 1, "upper_vars": None,
-             "surface_vars": None, "levels": None, "in_memory": None, "latitude_input": False},
-    "optim": {"lr": 5e-4, "weight_decay": 3e-6, "warmup_steps": 100, "min_lr": 0.0,
-              "schedule": "steps"},
-    "loss": {"kind": "mae", "surface_weight": 0.25, "weights": {}},
-    "task": {"residual": False},
-    "trainer": {"max_epochs": 100, "max_steps": -1, "max_time": None, "accelerator": "auto",
-                "devices": "auto", "precision": "auto", "gradient_clip_val": None,
-                "accumulate_grad_batches": 1, "log_every_n_steps": 10, "seed": 0,
-                "limit_train_batches": None, "limit_val_batches": None,
-                "enable_progress_bar": True},
-    "output": {"dir": "runs", "name": None},
-    "init_from": None,
-    "resume": None,
-}
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
-_FREE_FORM = {("model",), ("loss", "weights")}  # sections whose keys are checked elsewhere
+#: Module arguments that ``geoformer fit`` links from the data or the trainer (never typed).
+LINKED = ("contract", "constants", "schedule_seconds")
 
 
-def _merge(base: dict, update: Mapping, path: tuple[str, ...] = ()) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        where = ".".join((*path, str(key)))
-        if path not in _FREE_FORM and key not in base:
-            valid = sorted(base) if isinstance(base, dict) else []
-            raise ConfigError(f"unknown experiment key {where!r}; valid keys here: {valid}")
-        if isinstance(out.get(key), dict) and (*path, key) not in _FREE_FORM:
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"experiment key {where!r} must be a mapping, found {value!r}")
-            out[key] = _merge(out[key], value, (*path, key))
-        elif isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = _number(value)
-    return out
+@dataclass(frozen=True)
+class Output:
+    """Where a run writes: TensorBoard and CSV logs, checkpoints, the resolved experiment
+    (config.yaml) and the exported model, all under ``dir/name``.
 
+    Args:
+        dir: folder of the runs.
+        name: folder of this run (default: geoformer-<lead>h).
+    """
 
-def _number(value: Any) -> Any:
-    """YAML 1.1 reads 2e-3 as a string; a user writing it means the number."""
-    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-def apply_overrides(experiment: dict, overrides: Sequence[str]) -> dict:
-    """Dotted overrides: ['data.lead_hours=6', 'trainer.max_epochs=2'] (YAML values)."""
-    update: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.lstrip("-").partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        node = update
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return _merge(experiment, update)
-
-
-def load_experiment(path: str | Path | None, overrides: Sequence[str] = ()) -> dict:
-    """Defaults <- YAML file <- overrides, checked for unknown keys and missing essentials."""
-    experiment = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"no experiment file at {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{path} must hold a mapping of sections, found {type(loaded)}")
-        experiment = _merge(experiment, loaded)
-    experiment = apply_overrides(experiment, overrides)
-    for key in ("store", "train", "val"):
-        if experiment["data"][key] is None:
-            raise ConfigError(f"data.{key} must be given (in the YAML or as --data.{key}=...)")
-    return experiment
-
-
-def resolve_store(store: str) -> str:
-    """A training store path; 'held-suarez' builds (or reuses) the built-in dataset."""
-    if store == "held-suarez":
-        from .sources.held_suarez import load_or_build_held_suarez
-
-        return str(load_or_build_held_suarez())
-    return store
+    dir: str = "runs"
+    name: str | None = None
 
 
 def max_time_seconds(value: Any) -> float:
-    """trainer.max_time ("DD:HH:MM:SS", or a mapping of days/hours/minutes/seconds) in s."""
+    """trainer.max_time ("DD:HH:MM:SS", a mapping of days/hours/minutes/seconds or a
+    timedelta) in seconds."""
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
     if isinstance(value, Mapping):
         unknown = set(value) - {"days", "hours", "minutes", "seconds"}
         if unknown:
@@ -140,27 +82,204 @@ def max_time_seconds(value: Any) -> float:
     return float(d * 86400 + h * 3600 + m * 60 + s)
 
 
-def _schedule_seconds(experiment: dict) -> float | None:
-    schedule = experiment["optim"]["schedule"]
-    if schedule == "steps":
-        return None
+def schedule_seconds(schedule: str, max_time: Any) -> float | None:
+    """The link model.schedule + trainer.max_time -> model.schedule_seconds."""
     if schedule != "time":
-        raise ConfigError(f"optim.schedule must be 'steps' or 'time', found {schedule!r}")
-    if experiment["trainer"]["max_time"] is None:
-        raise ConfigError("optim.schedule=time needs trainer.max_time (the time budget the "
+        return None
+    if max_time is None:
+        raise ConfigError("model.schedule=time needs trainer.max_time (the time budget the "
                           "learning-rate schedule spans)")
-    return max_time_seconds(experiment["trainer"]["max_time"])
+    return max_time_seconds(max_time)
 
 
-def _precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
+def auto_precision() -> str:
+    """bf16 mixed precision on GPUs that support it, float32 elsewhere."""
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
 
 
+# ------------------------------------------------------------------------ one-line errors
+def _type_name(hint: Any) -> str:
+    """Optional[int] -> 'int or null'; Literal['a', 'b'] -> "one of 'a', 'b'"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names + (["null"] if type(None) in args else []))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is None and isinstance(hint, type):
+        return hint.__name__
+    return re.sub(r"typing\.|<class '(?:[\w.]+\.)?(\w+)'>", r"\1", str(hint))
+
+
+def _keys_under(parser: LightningArgumentParser, group: str) -> list[str]:
+    prefix = f"{group}." if group else ""
+    names = {a.dest[len(prefix):].split(".")[0] for a in parser._actions
+             if a.dest.startswith(prefix)}
+    hidden = {"help", "config", *(f"model.{k}" for k in LINKED)}
+    return sorted(n for n in names if f"{prefix}{n}" not in hidden)
+
+
+def _suggest(parser: LightningArgumentParser, key: str) -> str:
+    """'; did you mean 'max_epochs'?' or '; model takes: a, b, c'."""
+    parts, group = key.split("."), ""
+    while len(parts) > 1 and _keys_under(parser, ".".join(filter(None, (group, parts[0])))):
+        group = ".".join(filter(None, (group, parts.pop(0))))  # the deepest group that exists
+    last, keys = parts[0], _keys_under(parser, group)
+    close = difflib.get_close_matches(last, keys, n=1)
+    if close:
+        return f"; did you mean {'.'.join(k for k in (group, close[0]) if k)!r}?"
+    return f"; {group or 'the experiment'} takes: " + ", ".join(keys)
+
+
+def one_line(parser: LightningArgumentParser, message: str) -> str:
+    """jsonargparse's multi-line error as one line: the key, the expected type, the value."""
+    typed = re.match(r'Parser key "(?P<key>[^"]+)":\s*(?P<rest>.*)', message, re.S)
+    if typed:
+        key, rest = typed["key"], typed["rest"]
+        if key in {f"model.{k}" for k in LINKED}:
+            return f"{key}: not an experiment key (geoformer fit links it from the data)"
+        values = re.findall(r"(?:Given|Got) value: (.*)", rest)
+        hint = next((getattr(a, "_typehint", None) for a in parser._actions if a.dest == key),
+                    None)
+        if values and hint is not None:
+            return f"{key}: expected {_type_name(hint)}, got {values[-1].strip()!r}"
+        return f"{key}: " + " ".join(rest.split())
+    unknown = (re.match(r"Group '(?P<group>[^']+)' does not accept option '(?P<key>[^']+)'",
+                        message)
+               or re.match(r"(?:Subcommand '\w+' does not accept option|Option) '(?P<key>[^']+)'",
+                           message))
+    if unknown:
+        key = ".".join(k for k in (unknown.groupdict().get("group"), unknown["key"]) if k)
+        return f"{key}: unknown key" + _suggest(parser, key)
+    extra = re.match(r"(?i)unrecognized arguments: (?P<args>.*)", message, re.S)
+    if extra:
+        arg = extra["args"].split()[0]
+        key, _, value = arg.lstrip("-").partition("=")
+        shown = f" (value {value!r})" if value else ""
+        return f"{key}: unknown key{shown}" + _suggest(parser, key)
+    link = re.search(r"Call to compute_fn of link .* failed: (?P<why>.*)", message, re.S)
+    if link:
+        return " ".join(link["why"].split())
+    return " ".join(message.split())
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """LightningCLI's parser, with every error as one line on stderr and exit status 2, and no
+    abbreviated options (``--trainer.max_epoch`` is a typo, not ``max_epochs``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        parser = self
+        subcommands = getattr(getattr(self, "_subcommands_action", None), "choices", {})
+        named = (re.match(r"Subcommand '(?P<sub>\w+)' does not accept", message)
+                 or re.match(r"the following arguments are required: (?P<sub>\w+)\.", message))
+        if named and named["sub"] in subcommands:
+            parser = subcommands[named["sub"]]
+            message = message.replace(f" {named['sub']}.", " ")  # fit.data.store -> data.store
+        prog = parser.prog.replace(" [options]", "")  # a subcommand's prog holds its parent's
+        print(f"{prog}: {one_line(parser, message)}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ----------------------------------------------------------------------------- the CLI
+class GeoFormerCLI(LightningCLI):
+    """LightningCLI with the project's own parts: the data-to-model links, the run folder,
+    init-from-checkpoint, the default loggers and callbacks and the atomic model export."""
+
+    final: Path | None = None
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        commands = LightningCLI.subcommands()
+        return {k: commands[k] for k in ("fit", "validate", "test")}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(Output, "output")
+        parser.add_argument("--init_from", type=str | None, default=None,
+                            help="checkpoint whose network weights start the run (weights "
+                                 "only: a fresh optimiser and schedule; the architecture "
+                                 "must match)")
+        parser.link_arguments("data", "model.contract", compute_fn=lambda dm: dm.contract,
+                              apply_on="instantiate")
+        parser.link_arguments("data", "model.constants", compute_fn=lambda dm: dm.constants(),
+                              apply_on="instantiate")
+        parser.link_arguments(("model.schedule", "trainer.max_time"), "model.schedule_seconds",
+                              compute_fn=schedule_seconds)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self.config = parser.parse_args(args)  # args come from geoformer's own main()
+
+    def _parse_ckpt_path(self) -> None:
+        """With --ckpt_path, the model section comes from the checkpoint (as LightningCLI
+        does), less what is linked from the data and the trainer."""
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if not path or not Path(path).is_file():
+            return
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+        hparams = upgrade_hparams(ckpt.get("hyper_parameters") or {})
+        skip = {*LINKED, "_instantiator"}
+        if sub != "fit":
+            skip.add("schedule")  # no optimiser: a time schedule needs no trainer.max_time
+        model = {k: v for k, v in hparams.items() if k not in skip}
+        self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+
+    def _config(self, key: str) -> Any:
+        return self._get(self.config_init, key)
+
+    def run_dir(self) -> Path:
+        output = self._config("output")
+        return Path(output.dir) / (output.name or f"geoformer-{self.datamodule.lead_hours}h")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        run_dir = self.run_dir()
+        trainer = dict(self._get(self.config_init, "trainer", default={}))
+        root, name = run_dir.parent, run_dir.name
+        if trainer.get("logger") in (None, True):
+            trainer["logger"] = ([TensorBoardLogger(root, name=name, version=""),
+                                  CSVLogger(root, name=name, version="")]
+                                 if self.subcommand == "fit"
+                                 else CSVLogger(root, name=name, version=self.subcommand))
+        if trainer.get("default_root_dir") is None:
+            trainer["default_root_dir"] = run_dir
+        callbacks = [self._config(c) for c in self._parser(self.subcommand).callback_keys]
+        if self.subcommand == "fit":
+            self.best = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/loss",
+                                        mode="min", save_top_k=1, save_last=True,
+                                        filename="best-{epoch}")
+            callbacks += [self.best, LearningRateMonitor(logging_interval="step"),
+                          EarlyStopping(monitor="val/loss", patience=10**9, check_finite=True)]
+        return self._instantiate_trainer({**trainer, **kwargs}, callbacks)
+
+    def _start_from_weights(self) -> None:
+        path = self._config("init_from")
+        if path:
+            init_from_checkpoint(self.model, path)
+
+    before_validate = before_test = _start_from_weights
+
+    def before_fit(self) -> None:
+        self._start_from_weights()
+
+    def after_fit(self) -> None:
+        if self.trainer.fast_dev_run:
+            print("fast_dev_run: no checkpoint exported")
+            return
+        if not self.best.best_model_path:
+            raise RuntimeError("training produced no checkpoint with a finite validation loss")
+        self.final = self.run_dir() / f"geoformer-{self.datamodule.lead_hours}h.ckpt"
+        if self.trainer.is_global_zero:
+            _atomic_copy_checkpoint(self.best.best_model_path, self.final)
+            print(f"checkpoint: {self.final}")
+
+
 def _atomic_copy_checkpoint(src: str | Path, dst: Path) -> None:
+    """Copy a checkpoint so that a reader never sees half of it, refusing non-finite weights."""
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     for name, tensor in ckpt["state_dict"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -174,76 +293,18 @@ def _atomic_copy_checkpoint(src: str | Path, dst: Path) -> None:
             tmp.unlink()
 
 
-def fit(experiment: dict) -> Path:
-    """Train one lead-time model as the experiment says; returns the final checkpoint path.
-
-    Logs go to TensorBoard and CSV under output.dir/output.name; the best checkpoint (by
-    validation loss) is exported as output.dir/output.name/geoformer-<lead>h.ckpt, written
-    atomically and only when every weight is finite.
-    """
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    from .data import GeoDataModule
-    from .lightning import GeoFormerModule, load_module
-    from .normalization import LATITUDE_INPUT, Normalizer, latitude_input, normalized_constants
-
-    d, o, t = experiment["data"], experiment["optim"], experiment["trainer"]
-    schedule_seconds = _schedule_seconds(experiment)
-    if experiment["loss"]["kind"] not in ("mae", "mse"):
-        raise ConfigError(f"loss.kind must be 'mae' or 'mse', found {experiment['loss']['kind']!r}")
-    L.seed_everything(t["seed"], workers=True)
-    dm = GeoDataModule(resolve_store(d["store"]), d["lead_hours"], d["train"], d["val"],
-                       d["test"], d["upper_vars"], d["surface_vars"], None, d["levels"],
-                       d["rollout_steps"], d["batch_size"], d["num_workers"], d["in_memory"])
-    model_cfg = dict(experiment["model"])
-    preset = model_cfg.pop("preset", "small-5.625")
-    constant_vars = list(dm.static_vars)
-    constants = normalized_constants(dm.statics(), dm.statistics, dm.static_vars)
-    if d["latitude_input"]:
-        constant_vars.append(LATITUDE_INPUT)
-        constants = torch.cat([constants, latitude_input(dm.latitude, len(dm.longitude))])
-    config = GeoFormerConfig.from_preset(
-        preset, **{"grid": dm.grid, "levels": dm.levels, "upper_vars": dm.upper_vars,
-                   "surface_vars": dm.surface_vars, "constant_vars": constant_vars,
-                   **model_cfg})
-    normalizer = Normalizer.from_statistics(dm.statistics, dm.upper_vars, dm.surface_vars,
-                                            dm.levels)
-    module = GeoFormerModule(
-        model=config.to_dict(), normalization=normalizer.to_dict(),
-        lead_hours=d["lead_hours"], latitude=dm.latitude, longitude=dm.longitude,
-        constants=constants, loss_weights=experiment["loss"]["weights"],
-        surface_weight=experiment["loss"]["surface_weight"], lr=o["lr"],
-        weight_decay=o["weight_decay"], warmup_steps=o["warmup_steps"], min_lr=o["min_lr"],
-        rollout_steps=d["rollout_steps"], residual=experiment["task"]["residual"],
-        data=dm.describe(), schedule_seconds=schedule_seconds,
-        loss_kind=experiment["loss"]["kind"])
-    if experiment["init_from"]:
-        source = load_module(experiment["init_from"])
-        if source.config.replace(name=config.name, drop_path=config.drop_path,
-                                 checkpoint_activations=config.checkpoint_activations,
-                                 attention=config.attention) != config:
-            raise ConfigError(f"cannot fine-tune from {experiment['init_from']}: its network "
-                              f"configuration differs from this experiment's")
-        module.net.load_state_dict(source.net.state_dict())
-    name = experiment["output"]["name"] or f"geoformer-{d['lead_hours']}h"
-    root = Path(experiment["output"]["dir"])
-    loggers = [TensorBoardLogger(root, name=name, version=""),
-               CSVLogger(root, name=name, version="")]
-    run_dir = root / name
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/loss", mode="min",
-                           save_top_k=1, save_last=True, filename="best-{epoch}")
-    callbacks = [best, LearningRateMonitor(logging_interval="step"),
-                 EarlyStopping(monitor="val/loss", patience=10**9, check_finite=True)]
-    trainer_kwargs = {k: v for k, v in t.items() if k != "seed" and v is not None}
-    trainer_kwargs["precision"] = _precision(t["precision"])
-    trainer = L.Trainer(logger=loggers, callbacks=callbacks, default_root_dir=run_dir,
-                        **trainer_kwargs)
-    trainer.fit(module, datamodule=dm, ckpt_path=experiment["resume"])
-    if not best.best_model_path:
-        raise RuntimeError("training produced no checkpoint with a finite validation loss")
-    final = run_dir / f"geoformer-{d['lead_hours']}h.ckpt"
-    _atomic_copy_checkpoint(best.best_model_path, final)
-    (run_dir / "experiment.yaml").write_text(yaml.safe_dump(experiment, sort_keys=False))
-    return final
+def run(args: list[str]) -> GeoFormerCLI:
+    """``geoformer fit|validate|test ARGS``: parse, build, run; the CLI keeps what it built
+    (``.model``, ``.datamodule``, ``.trainer``, and ``.final``, the exported checkpoint)."""
+    return GeoFormerCLI(
+        GeoFormerModule, GeoDataModule,
+        parser_class=OneLineErrorParser,
+        parser_kwargs={"prog": "geoformer", "description": "geoformer training on LightningCLI"},
+        seed_everything_default=0,
+        trainer_defaults={"max_epochs": 100, "log_every_n_steps": 10,
+                          "precision": auto_precision()},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        load_from_checkpoint_support=False,
+        args=args,
+    )

@@ -127,8 +127,9 @@ def tiny_module(ds, lead_hours: int = 6, seed: int = 0, module_args: dict | None
                 **config_overrides):
     """An untrained GeoFormerModule for a mock_era5-like dataset (statistics from ``ds``);
     ``module_args`` go to GeoFormerModule, other keywords to the network configuration."""
-    from geoformer.data import variables_in
-    from geoformer.lightning import GeoFormerModule
+    from geoformer.config import Network
+    from geoformer.data import DataContract, variables_in
+    from geoformer.module import GeoFormerModule
     from geoformer.normalization import Normalizer, compute_statistics, normalized_constants
 
     upper, surface, static = variables_in(ds)
@@ -137,11 +138,15 @@ def tiny_module(ds, lead_hours: int = 6, seed: int = 0, module_args: dict | None
     config = tiny_config(grid=(ds.sizes["latitude"], ds.sizes["longitude"]), levels=levels,
                          upper_vars=upper, surface_vars=surface, constant_vars=static,
                          **config_overrides)
-    torch.manual_seed(seed)
-    return GeoFormerModule(
-        model=config.to_dict(),
-        normalization=Normalizer.from_statistics(stats, upper, surface, levels).to_dict(),
-        lead_hours=lead_hours, latitude=ds.latitude.values.tolist(),
+    contract = DataContract(
+        lead_hours=lead_hours, upper_vars=upper, surface_vars=surface, constant_vars=static,
+        levels=levels, latitude=ds.latitude.values.tolist(),
         longitude=ds.longitude.values.tolist(),
-        constants=normalized_constants(ds, stats, static),
-        **{"warmup_steps": 2, **(module_args or {})})
+        normalization=Normalizer.from_statistics(stats, upper, surface, levels).to_dict())
+    network = Network(preset="pangu", **{f: getattr(config, f) for f in (
+        "patch", "window", "embed_dim", "depths", "heads", "mlp_ratio", "drop_path",
+        "attention", "checkpoint_activations")})
+    torch.manual_seed(seed)
+    return GeoFormerModule(contract=contract, network=network,
+                           constants=normalized_constants(ds, stats, static),
+                           **{"warmup_steps": 2, **(module_args or {})})

@@ -9,8 +9,8 @@ import yaml
 from geoformer.cli import main
 from tests.conftest import mock_era5
 
-TINY_MODEL = {"preset": "small-5.625", "patch": [2, 2, 2], "window": [2, 2, 4],
-              "embed_dim": 8, "depths": [2, 2, 2, 2], "heads": [2, 2, 2, 2]}
+TINY_NETWORK = {"preset": "small-5.625", "patch": [2, 2, 2], "window": [2, 2, 4],
+                "embed_dim": 8, "depths": [2, 2, 2, 2], "heads": [2, 2, 2, 2]}
 
 
 @pytest.mark.slow
@@ -22,10 +22,9 @@ def test_shell_path_end_to_end(tmp_path, capsys):
                  "--output", str(store)]) == 0
     t = [str(v)[:19] for v in raw.time.values]
     experiment = {
-        "model": TINY_MODEL,
+        "model": {"network": TINY_NETWORK, "lr": 1e-3, "warmup_steps": 2},
         "data": {"store": str(store), "lead_hours": 6, "train": [t[0], t[23]],
                  "val": [t[24], t[31]], "test": [t[32], t[39]], "batch_size": 4},
-        "optim": {"lr": 1e-3, "warmup_steps": 2},
         "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False},
         "output": {"dir": str(tmp_path / "runs")},
     }
@@ -34,13 +33,14 @@ def test_shell_path_end_to_end(tmp_path, capsys):
     ckpt6 = tmp_path / "runs" / "geoformer-6h" / "geoformer-6h.ckpt"
     # The 12 h model also exercises the short-budget options: latitude input, MSE, time schedule.
     assert main(["fit", "--config", str(tmp_path / "exp.yaml"), "--data.lead_hours=12",
-                 "--output.name", "twelve", "--data.latitude_input=true", "--loss.kind=mse",
-                 "--optim.schedule=time", "--trainer.max_time=00:00:05:00"]) == 0
+                 "--output.name", "twelve", "--data.latitude_input=true",
+                 "--model.loss_kind=mse", "--model.schedule=time",
+                 "--trainer.max_time=00:00:05:00"]) == 0
     ckpt12 = tmp_path / "runs" / "twelve" / "geoformer-12h.ckpt"
     hp12 = torch.load(ckpt12, weights_only=True)["hyper_parameters"]
-    assert hp12["lead_hours"] == 12 and hp12["loss_kind"] == "mse"
+    assert hp12["contract"]["lead_hours"] == 12 and hp12["loss_kind"] == "mse"
     assert hp12["schedule_seconds"] == 300.0
-    assert hp12["model"]["constant_vars"][-1] == "sin_latitude"
+    assert hp12["contract"]["constant_vars"][-1] == "sin_latitude"
     assert (tmp_path / "runs" / "geoformer-6h" / "metrics.csv").exists()
 
     fc_path = tmp_path / "fc.zarr"
@@ -76,11 +76,11 @@ def test_cli_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
                  "--output", str(tmp_path / "x.zarr")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["fit", "--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "no experiment file" in capsys.readouterr().err
+    assert "config: File does not exist" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("data: {store: x, train: [a, b], val: [c, d]}\n"
                                        "trainer: {max_epoch: 3}\n")
     assert main(["fit", "--config", str(tmp_path / "bad.yaml")]) == 2
-    assert "unknown experiment key 'trainer.max_epoch'" in capsys.readouterr().err
+    assert "trainer.max_epoch: unknown key" in capsys.readouterr().err
     store = tmp_path / "s.zarr"
     mock_era5(n_time=8).to_zarr(store)
     assert main(["climatology", "--input", str(store), "--output", str(tmp_path / "c.zarr"),

@@ -75,3 +75,22 @@ def test_unknown_keys_and_presets_are_errors():
         GeoFormerConfig.from_preset("pangu-xl")
     with pytest.raises(ConfigError, match="stage must be"):
         GeoFormerConfig().token_grid(5)
+
+
+def test_network_holds_every_architecture_field_and_no_contract_field():
+    import dataclasses
+    import typing
+
+    from geoformer.config import CONTRACT_FIELDS, PRESETS, Network, PresetName
+
+    arch = {f.name for f in dataclasses.fields(GeoFormerConfig)} - set(CONTRACT_FIELDS)
+    assert {f.name for f in dataclasses.fields(Network)} == (arch - {"name"}) | {"preset"}
+    assert set(typing.get_args(PresetName)) == set(PRESETS)
+    resolved = Network(preset="small-5.625", embed_dim=32).resolved()
+    assert resolved.embed_dim == 32 and resolved.window == (2, 4, 8)
+    config = resolved.config(grid=(32, 64), levels=(1000, 500))
+    assert config.levels == (1000, 500) and config.name == "small-5.625"
+    with pytest.raises(ConfigError, match="not data-contract fields"):
+        resolved.config(embed_dim=8)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        Network(preset="tiny")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from geoformer.data import GeoDataModule, write_training_store
-from geoformer.lightning import PANGU_LOSS_WEIGHTS, load_module
+from geoformer.module import PANGU_LOSS_WEIGHTS, load_module
 from tests.conftest import mock_era5, tiny_module
 
 
@@ -89,7 +89,7 @@ def test_training_reduces_the_loss_and_checkpoints_load_weights_only(tmp_path):
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     raw = torch.load(path, weights_only=True)  # no pickled objects anywhere
-    assert raw["hyper_parameters"]["lead_hours"] == 6
+    assert raw["hyper_parameters"]["contract"]["lead_hours"] == 6
     loaded = load_module(path)
     batch = _batch(module)
     module.eval()
@@ -139,7 +139,7 @@ def test_mse_loss_squares_the_same_weighted_terms():
 
 def test_time_schedule_decays_with_training_seconds_not_steps():
     ds = mock_era5()
-    module = tiny_module(ds, module_args={"schedule_seconds": 100.0})
+    module = tiny_module(ds, module_args={"schedule": "time", "schedule_seconds": 100.0})
 
     class _Trainer:
         estimated_stepping_batches = 10**6  # a step-based cosine would barely have moved
@@ -159,7 +159,9 @@ def test_bad_loss_kind_and_schedule_are_rejected():
     with pytest.raises(ValueError, match="loss_kind must be 'mae' or 'mse'"):
         tiny_module(mock_era5(), module_args={"loss_kind": "huber"})
     with pytest.raises(ValueError, match="schedule_seconds must be positive"):
-        tiny_module(mock_era5(), module_args={"schedule_seconds": 0})
+        tiny_module(mock_era5(), module_args={"schedule": "time", "schedule_seconds": 0})
+    with pytest.raises(ValueError, match="needs schedule_seconds"):
+        tiny_module(mock_era5(), module_args={"schedule": "time"})
 
 
 def test_an_untrained_residual_module_is_persistence_and_still_learns():
@@ -172,3 +174,29 @@ def test_an_untrained_residual_module_is_persistence_and_still_learns():
     loss.backward()
     assert module.net.recover.upper.weight.grad.abs().sum() > 0
     assert module.net.recover.surface.weight.grad.abs().sum() > 0
+
+
+def test_checkpoints_from_before_the_lightningcli_schema_still_load(tmp_path):
+    module = tiny_module(mock_era5(), module_args={"loss_kind": "mse"}).eval()
+    c = module.contract
+    old = {"model": module.config.to_dict(), "normalization": c.normalization,
+           "lead_hours": c.lead_hours, "latitude": list(c.latitude),
+           "longitude": list(c.longitude), "loss_weights": None, "surface_weight": 0.25,
+           "lr": 5e-4, "weight_decay": 3e-6, "warmup_steps": 2, "min_lr": 0.0,
+           "rollout_steps": 1, "residual": False, "data": {"store": "x.zarr"},
+           "schedule_seconds": None, "loss_kind": "mse"}
+    torch.save({"hyper_parameters": old, "state_dict": module.state_dict()}, tmp_path / "o.ckpt")
+    loaded = load_module(tmp_path / "o.ckpt")
+    assert loaded.config == module.config and loaded.contract.store == "x.zarr"
+    assert loaded.hparams.loss_kind == "mse" and loaded.hparams.schedule == "steps"
+    batch = _batch(module)
+    for a, b in zip(loaded.forecast_step(batch["upper"], batch["surface"]),
+                    module.forecast_step(batch["upper"], batch["surface"])):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_network_comes_from_the_preset_and_the_grid_from_the_contract():
+    module = tiny_module(mock_era5(grid=(8, 16)))
+    assert module.config.grid == (8, 16) == module.contract.grid
+    assert module.hparams.network["embed_dim"] == module.config.embed_dim  # written out
+    assert "grid" not in module.hparams.network

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -19,13 +19,15 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from .config import GeoFormerConfig
+from .config import CONTRACT_FIELDS, PRESETS, ConfigError, Network
+from .data import DataContract
 from .metrics import latitude_weights
 from .model import GeoFormer
 from .normalization import Normalizer
 from .rollout import rollout
 
-__all__ = ["PANGU_LOSS_WEIGHTS", "GeoFormerModule", "load_module"]
+__all__ = ["PANGU_LOSS_WEIGHTS", "GeoFormerModule", "load_module", "upgrade_hparams",
+           "init_from_checkpoint"]
 
 # Per-variable loss weights (Pangu-Weather, as two re-implementations give them); others 1.0.
 PANGU_LOSS_WEIGHTS = {
@@ -35,53 +37,72 @@ PANGU_LOSS_WEIGHTS = {
     "10m_v_component_of_wind": 0.66, "2m_temperature": 3.00,
 }
 _LOGGED_LEVELS = (500, 850)
+DEFAULT_NETWORK = Network()  # small-5.625 as its preset gives it
 
 
 class GeoFormerModule(L.LightningModule):
     """Training, validation and test of one lead-time geoformer.
 
+    Its typed arguments are the ``model`` section of a ``geoformer fit`` experiment, except
+    ``contract`` and ``constants``, which ``geoformer fit`` takes from the data module, and
+    ``schedule_seconds``, which it takes from ``trainer.max_time``.
+
     Args:
-        model: ``GeoFormerConfig.to_dict()``.
-        normalization: ``Normalizer.to_dict()`` (statistics of the training period).
-        lead_hours: the lead time of this network.
-        latitude, longitude: grid coordinates (degrees), stored for inference and scoring.
+        contract: the data-to-model contract (lead time, variables, levels, grid coordinates,
+            normalisation statistics): :attr:`GeoDataModule.contract`, or the dict of its
+            fields that checkpoints hold.
+        network: the architecture: a preset and any of its fields overridden (a dict of the
+            same fields is accepted, as in checkpoints). Grid, levels and variables come from
+            the contract.
         constants: (K, H, W) normalised constant fields (not a hyperparameter: a model buffer).
-        loss_weights: per-variable MAE weights (default: Pangu's); surface_weight: weight of
-            the surface term relative to the upper-air term (0.25 in the paper).
-        lr, weight_decay, warmup_steps, min_lr: AdamW with linear warm-up then cosine decay.
-        schedule_seconds: None (the default) spreads the cosine over the trainer's steps
-            (max_epochs or max_steps); a number spreads it over that many seconds of training
-            wall-clock instead, for runs cut by a time budget (``trainer.max_time``), so the
-            learning rate has decayed when time runs out. The clock starts with each fit.
         loss_kind: "mae" (the paper) or "mse" (the squared error of the same weighted terms,
             which targets the conditional mean that RMSE rewards).
-        rollout_steps: > 1 trains on a multi-step rollout (mean loss over the steps).
+        surface_weight: weight of the surface term relative to the upper-air term (0.25 in
+            the paper).
+        loss_weights: per-variable loss weights over Pangu's (others 1.0).
+        lr: AdamW learning rate after the linear warm-up.
+        weight_decay: AdamW weight decay (bias tables, biases and norms are not decayed).
+        warmup_steps: linear warm-up steps before the cosine decay.
+        min_lr: learning rate at the end of the cosine decay.
+        schedule: "steps" spreads the cosine over the trainer's steps (max_epochs or
+            max_steps); "time" spreads it over ``schedule_seconds`` of training wall-clock,
+            for runs cut by a time budget (``trainer.max_time``), so the learning rate has
+            decayed when time runs out. The clock starts with each fit.
+        schedule_seconds: the time budget of ``schedule="time"`` (``geoformer fit`` sets it
+            from ``trainer.max_time``).
         residual: the network predicts the change of the normalised state over one lead time
             (state + net(state)) instead of the next state itself, as Pangu-Weather does
             (False, the default). A training-efficiency option for small data and short
             budgets; the network is the same either way, except that its output layer starts
             at zero, so an untrained residual model is persistence.
-        data: plain description of the training data (provenance).
     """
 
-    def __init__(self, model: Mapping[str, Any], normalization: Mapping[str, Any],
-                 lead_hours: int, latitude: Sequence[float], longitude: Sequence[float],
-                 constants: Tensor | None = None, loss_weights: Mapping[str, float] | None = None,
-                 surface_weight: float = 0.25, lr: float = 5e-4, weight_decay: float = 3e-6,
-                 warmup_steps: int = 100, min_lr: float = 0.0, rollout_steps: int = 1,
-                 residual: bool = False, data: Mapping[str, Any] | None = None,
-                 schedule_seconds: float | None = None, loss_kind: str = "mae") -> None:
+    def __init__(self, contract: DataContract, network: Network = DEFAULT_NETWORK,
+                 constants: Tensor | None = None, loss_kind: Literal["mae", "mse"] = "mae",
+                 surface_weight: float = 0.25, loss_weights: dict[str, float] | None = None,
+                 lr: float = 5e-4, weight_decay: float = 3e-6, warmup_steps: int = 100,
+                 min_lr: float = 0.0, schedule: Literal["steps", "time"] = "steps",
+                 schedule_seconds: float | None = None, residual: bool = False) -> None:
         super().__init__()
         if loss_kind not in ("mae", "mse"):
             raise ValueError(f"loss_kind must be 'mae' or 'mse', found {loss_kind!r}")
+        if schedule not in ("steps", "time"):
+            raise ValueError(f"schedule must be 'steps' or 'time', found {schedule!r}")
+        if schedule == "time" and schedule_seconds is None:
+            raise ValueError("schedule='time' needs schedule_seconds (geoformer fit sets it "
+                             "from trainer.max_time: give trainer.max_time)")
         if schedule_seconds is not None and not schedule_seconds > 0:
             raise ValueError(f"schedule_seconds must be positive, found {schedule_seconds!r}")
-        self.save_hyperparameters(ignore=["constants"])
+        if not isinstance(contract, DataContract):
+            contract = DataContract.from_dict(dict(contract))
+        if not isinstance(network, Network):
+            network = Network.from_dict(dict(network))
+        self.contract, self.network = contract, network.resolved()
+        self.save_hyperparameters(ignore=["constants", "contract", "network"])
+        # Plain values only, so checkpoints load with torch.load(weights_only=True).
+        self.hparams.update(contract=contract.to_dict(), network=self.network.to_dict())
         self._fit_start: float | None = None
-        self.config = GeoFormerConfig.from_dict(dict(model))
-        if (len(latitude), len(longitude)) != self.config.grid:
-            raise ValueError(f"grid coordinates ({len(latitude)} x {len(longitude)}) do not "
-                             f"match the network grid {self.config.grid}")
+        self.config = self.network.config(**contract.network_fields())
         self.net = GeoFormer(self.config, constants=constants)
         if residual:
             # Start from persistence: the predicted change is exactly zero until one is
@@ -90,13 +111,13 @@ class GeoFormerModule(L.LightningModule):
             for layer in (self.net.recover.upper, self.net.recover.surface):
                 torch.nn.init.zeros_(layer.weight)
                 torch.nn.init.zeros_(layer.bias)
-        self.normalizer = Normalizer.from_dict(normalization)
+        self.normalizer = Normalizer.from_dict(contract.normalization)
         weights = {**PANGU_LOSS_WEIGHTS, **(loss_weights or {})}
         self.register_buffer("upper_weights", torch.tensor(
             [weights.get(v, 1.0) for v in self.config.upper_vars]), persistent=False)
         self.register_buffer("surface_weights", torch.tensor(
             [weights.get(v, 1.0) for v in self.config.surface_vars]), persistent=False)
-        area = latitude_weights(xr.DataArray(np.asarray(latitude), dims="latitude"))
+        area = latitude_weights(xr.DataArray(np.asarray(contract.latitude), dims="latitude"))
         self.register_buffer("area", torch.tensor(area.values, dtype=torch.float32),
                              persistent=False)
         self._squared_errors: dict[str, Tensor] = {}
@@ -201,7 +222,7 @@ class GeoFormerModule(L.LightningModule):
         warmup = min(hp.warmup_steps, max(total - 1, 0))
         floor = hp.min_lr / hp.lr if hp.lr > 0 else 0.0
 
-        seconds = hp.schedule_seconds
+        seconds = hp.schedule_seconds if hp.schedule == "time" else None
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -217,6 +238,30 @@ class GeoFormerModule(L.LightningModule):
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def upgrade_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Checkpoint hyperparameters in today's form; the one place that knows older forms.
+
+    Before ``geoformer fit`` ran on LightningCLI (sciforecast 0.1.0), checkpoints held the
+    resolved network configuration as ``model`` and the contract as loose keys.
+    """
+    hp = dict(hparams)
+    if "contract" in hp:
+        return hp
+    model = dict(hp.pop("model"))
+    data = hp.pop("data", None) or {}
+    hp["contract"] = {
+        "lead_hours": hp.pop("lead_hours"), "latitude": hp.pop("latitude"),
+        "longitude": hp.pop("longitude"), "normalization": hp.pop("normalization"),
+        **{k: model[k] for k in ("upper_vars", "surface_vars", "constant_vars", "levels")},
+        "store": data.get("store", ""), "train_period": data.get("train_period"),
+        "rollout_steps": hp.pop("rollout_steps", 1)}
+    name = model.pop("name", None)
+    hp["network"] = {"preset": name if name in PRESETS else "pangu",
+                     **{k: v for k, v in model.items() if k not in CONTRACT_FIELDS}}
+    hp["schedule"] = "time" if hp.get("schedule_seconds") else "steps"
+    return hp
+
+
 def load_module(path: str | Path, map_location: str | torch.device = "cpu") -> GeoFormerModule:
     """A trained module from a checkpoint, loaded safely (``weights_only=True``)."""
     path = Path(path)
@@ -225,6 +270,19 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu") -> G
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not a geoformer checkpoint (it has keys {sorted(ckpt)})")
-    module = GeoFormerModule(**ckpt["hyper_parameters"])
+    module = GeoFormerModule(**upgrade_hparams(ckpt["hyper_parameters"]))
     module.load_state_dict(ckpt["state_dict"])
     return module.eval()
+
+
+def init_from_checkpoint(module: GeoFormerModule, path: str | Path) -> None:
+    """Start ``module`` from the network weights of a checkpoint (fine-tuning: weights only,
+    no optimiser state or epoch); the network configurations must agree."""
+    source = load_module(path)
+    same = dict(name=module.config.name, drop_path=module.config.drop_path,
+                checkpoint_activations=module.config.checkpoint_activations,
+                attention=module.config.attention)
+    if source.config.replace(**same) != module.config:
+        raise ConfigError(f"cannot fine-tune from {path}: its network configuration differs "
+                          f"from this experiment's")
+    module.net.load_state_dict(source.net.state_dict())
