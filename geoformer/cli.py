@@ -192,7 +192,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from .forecast import parse_hours
-    from .plots import plot_maps
+    from .plots import has_land, plot_maps
     from .schema import open_dataset
 
     fc = xr.open_zarr(args.forecast) if args.forecast.endswith(".zarr") else xr.open_dataset(
@@ -215,8 +215,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     where = f" {args.level} hPa" if args.level is not None else ""
     title = (f"{args.variable}{where}, initialised {init:%Y-%m-%d %HZ}, "
              f"+{int(lead / pd.Timedelta(hours=1))} h")
+    coastlines = has_land(truth) if args.coastlines == "auto" else args.coastlines == "on"
     path = plot_maps(f.load(), t.load(), args.output, title=title,
-                     units=fc[args.variable].attrs.get("units", ""))
+                     units=fc[args.variable].attrs.get("units", ""), coastlines=coastlines)
     print(f"map: {path}")
     return 0
 
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--init", help="initialisation time (default: the first)")
     pl.add_argument("--lead-time", default="24h")
     pl.add_argument("--output", required=True, help="PNG path")
+    pl.add_argument("--coastlines", choices=("auto", "on", "off"), default="auto",
+                    help="auto (default): drawn unless the truth dataset says it has no land "
+                         "(attribute land = none, e.g. Held-Suarez)")
     pl.set_defaults(func=cmd_plot)
 
     dm = sub.add_parser("demo", help="dataset, training, forecasts, scores and maps on the "

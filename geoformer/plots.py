@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["use_offline_natural_earth", "plot_maps", "plot_scores"]
+__all__ = ["use_offline_natural_earth", "has_land", "plot_maps", "plot_scores"]
 
 _DATA_DIR = Path(__file__).parent  # holds shapefiles/natural_earth/physical/
 
@@ -24,6 +24,18 @@ def use_offline_natural_earth() -> None:
     cartopy.config["pre_existing_data_dir"] = str(_DATA_DIR)
 
 
+def has_land(ds: xr.Dataset) -> bool:
+    """False for a dataset that says it has no land (coastlines would mislead on its maps).
+
+    The dataset says so with the global attribute ``land = "none"`` (written by the
+    built-in Held-Suarez source); Held-Suarez stores built before that attribute existed
+    are recognised by their title. Anything else is taken to be the real Earth.
+    """
+    if str(ds.attrs.get("land", "")).lower() == "none":
+        return False
+    return not str(ds.attrs.get("title", "")).startswith("Held-Suarez idealised")
+
+
 def _cyclic(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Close the longitude seam so the map has no gap at 0/360 deg."""
     lon = np.append(da["longitude"].values, da["longitude"].values[0] + 360.0)
@@ -32,10 +44,11 @@ def _cyclic(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def plot_maps(forecast: xr.DataArray, truth: xr.DataArray, path: str | Path, title: str = "",
-              units: str = "", resolution: str = "110m") -> Path:
+              units: str = "", resolution: str = "110m", coastlines: bool = True) -> Path:
     """Forecast, truth and forecast-minus-truth maps side by side, to a PNG.
 
-    forecast, truth: (latitude, longitude) fields on the same grid.
+    forecast, truth: (latitude, longitude) fields on the same grid. coastlines: draw them
+    (off for a planet without land, see :func:`has_land`).
     """
     import matplotlib
 
@@ -57,7 +70,8 @@ def plot_maps(forecast: xr.DataArray, truth: xr.DataArray, path: str | Path, tit
         lon, lat, values = _cyclic(da)
         mesh = ax.pcolormesh(lon, lat, values, cmap=cmap, vmin=lo, vmax=hi,
                              transform=ccrs.PlateCarree(), shading="auto")
-        ax.coastlines(resolution=resolution, linewidth=0.6)
+        if coastlines:
+            ax.coastlines(resolution=resolution, linewidth=0.6)
         ax.set_global()
         ax.set_title(label)
         fig.colorbar(mesh, ax=ax, orientation="horizontal", pad=0.05, shrink=0.85,

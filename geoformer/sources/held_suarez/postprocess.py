@@ -240,6 +240,7 @@ def _global_attrs(recipe: dict, dinosaur_version: str) -> dict[str, str]:
             "and not to be presented as such."
         ),
         "references": "Held, I. M. and M. J. Suarez (1994), BAMS 75, 1825-1830",
+        "land": "none",  # maps are drawn without coastlines (geoformer.plots.has_land)
         "Conventions": "CF-1.8",
         "recipe": json.dumps(recipe, sort_keys=True),
     }
