@@ -55,7 +55,8 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     from ``climatology`` or computed from the truth over ``train_period``. Damped
     persistence is fitted on ``train_period`` only: its last ``max_fit_times`` steps (None:
     all), which bounds the time and memory of the fit. An ensemble forecast (dim ``number``) is
-    scored through its ensemble mean. Columns: forecast, variable, level, lead_time_hours,
+    scored through its ensemble mean, plus the probabilistic rows of ``score_table``
+    (spread, spread-skill, CRPS). Columns: forecast, variable, level, lead_time_hours,
     metric, value, region.
     """
     unknown = sorted(set(references) - set(REFERENCES))
@@ -68,8 +69,6 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
         if dim not in fc.dims:
             raise SchemaError(f"the forecast has no {dim!r} dim (dims {list(fc.dims)}); "
                               "expected a forecast store (time, prediction_timedelta, ...)")
-    if "number" in fc.dims:
-        fc = fc.mean("number", keep_attrs=True)
     fc = fc.drop_vars([c for c in ("valid_time",) if c in fc.coords])
     truth = _open(truth)
     variables = [v for v in fc.data_vars]

@@ -318,7 +318,10 @@ def score_table(forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset,
     Columns ``SCORE_COLUMNS``: forecast, variable, level (hPa as float, NaN for surface
     variables), lead_time_hours (float), metric ("rmse" = sqrt of time-mean MSE, the
     WeatherBench 2 headline; "rmse_per_sample" = time mean of per-sample RMSE, Pangu's; "acc"),
-    value (units of the variable for RMSE), region (always present, last).
+    value (units of the variable for RMSE), region (always present, last). A forecast with
+    an ensemble dim ``number`` is scored by its member mean for these metrics and adds the
+    rows of ``probabilistic.PROBABILISTIC_METRICS`` (ensemble_mean_rmse, spread,
+    spread_skill, crps, crps_skill, crps_spread).
 
     For each lead, the init times whose valid time is not in the truth are skipped; it is an
     error if no (init, lead) pair of a forecast has its valid time in the truth.
@@ -359,6 +362,8 @@ def _score_one(name: str, forecast: xr.Dataset, truth: xr.Dataset,
         tr = truth.sel(time=valid).assign_coords(time=fc["time"].values)
         tr = tr.assign_coords(prediction_timedelta=fc["prediction_timedelta"])
         hours = float(pd.Timedelta(lead) / pd.Timedelta(hours=1))
+        # an ensemble's deterministic scores are those of its member mean
+        members, fc = (fc, fc.mean("number", skipna=False)) if "number" in fc.dims else (None, fc)
         for region in regions:
             mse = mse_spatial(fc, tr, region).compute()  # once for both RMSE conventions
             scores = {"rmse": _sqrt_of_time_mean(mse, "time"),
@@ -367,6 +372,9 @@ def _score_one(name: str, forecast: xr.Dataset, truth: xr.Dataset,
                 scores["acc"] = acc(fc, tr, climatology, region)
             for metric, values in scores.items():
                 rows += _rows(values.compute(), name, hours, metric, region)
+            if members is not None:
+                from .probabilistic import probabilistic_rows  # imports this module
+                rows += probabilistic_rows(members, tr, name, hours, region)
     return rows
 
 
