@@ -192,7 +192,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from .forecast import parse_hours
-    from .plots import has_land, plot_maps
+    from .plots import has_land, map_title, plot_maps
     from .schema import open_dataset
 
     fc = xr.open_zarr(args.forecast) if args.forecast.endswith(".zarr") else xr.open_dataset(
@@ -212,12 +212,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.variable} is an upper-air variable: give --level")
         f, t = f.sel(level=args.level), t.sel(level=args.level)
     t = t.sel(latitude=f.latitude, longitude=f.longitude)
-    where = f" {args.level} hPa" if args.level is not None else ""
-    title = (f"{args.variable}{where}, initialised {init:%Y-%m-%d %HZ}, "
-             f"+{int(lead / pd.Timedelta(hours=1))} h")
+    title = map_title(f, init_time=init, lead_time=lead, level=args.level,
+                      name=args.variable)
     coastlines = has_land(truth) if args.coastlines == "auto" else args.coastlines == "on"
     path = plot_maps(f.load(), t.load(), args.output, title=title,
-                     units=fc[args.variable].attrs.get("units", ""), coastlines=coastlines)
+                     units=fc[args.variable].attrs.get("units", ""), coastlines=coastlines,
+                     projection=args.projection, variable=args.variable,
+                     geopotential_in_dam=args.geopotential_units == "dam")
     print(f"map: {path}")
     return 0
 
@@ -324,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--coastlines", choices=("auto", "on", "off"), default="auto",
                     help="auto (default): drawn unless the truth dataset says it has no land "
                          "(attribute land = none, e.g. Held-Suarez)")
+    pl.add_argument("--projection", choices=("platecarree", "robinson", "orthographic"),
+                    default="platecarree", help="map projection (default platecarree)")
+    pl.add_argument("--geopotential-units", choices=("m2s-2", "dam"), default="m2s-2",
+                    help="geopotential as drawn: m2 s-2 (default) or height in dam (/ 10 g)")
     pl.set_defaults(func=cmd_plot)
 
     dm = sub.add_parser("demo", help="dataset, training, forecasts, scores and maps on the "

@@ -98,7 +98,7 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
     output folder."""
     from .evaluation import evaluate
     from .forecast import forecast, write_forecast
-    from .plots import has_land, plot_maps, plot_scores
+    from .plots import has_land, map_title, plot_maps, plot_scores
     from .schema import open_dataset
     from .sources.held_suarez import load_or_build_held_suarez, load_recipe, split_slices
 
@@ -140,8 +140,7 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
         f = fc[m["variable"]].sel(time=inits[0], prediction_timedelta=lead, level=m["level"])
         t = truth[m["variable"]].sel(time=pd.Timestamp(inits[0]) + lead, level=m["level"])
         name = f"map_{m['variable']}{m['level']}_{int(lead / pd.Timedelta(hours=1))}h.png"
-        plot_maps(f, t, out / name, title=f"{m['variable']} {m['level']} hPa, +{m['lead_time']}"
-                  f" from {pd.Timestamp(inits[0]):%Y-%m-%d %HZ} (Held-Suarez)",
+        plot_maps(f, t, out / name, title=map_title(f) + " (Held-Suarez)",
                   units=fc[m["variable"]].attrs.get("units", ""),
                   coastlines=has_land(truth))
     print("== RMSE on held-out initial times (WeatherBench 2 convention)")
