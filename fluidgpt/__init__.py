@@ -7,7 +7,8 @@ The public API, imported on first use (``import fluidgpt`` stays light for the c
 * networks and modules: ``FluidGPT``, ``GPTModule``, ``SequenceModule``, ``ErosionModule``,
   ``NearestCase``, ``InverseDistanceErosion``, ``PODErosion``, ``load_module``,
   ``GPTConfig``, ``LSTMConfig``, ``ErosionConfig``, ``TrainConfig``;
-* workflow: ``load_experiment``, ``run_fit``, ``run_compare``, ``evaluate_checkpoints``,
+* workflow: ``load_experiment`` (an ``Experiment``), ``run_fit`` (``fluidgpt fit`` on
+  LightningCLI, arguments as on the command line), ``run_compare``, ``evaluate_checkpoints``,
   ``load_pipeline``, ``write_prediction`` (and ``fluidgpt.predict.predict``, the function
   of the submodule of that name);
 * scores: ``trajectory_scores``, ``erosion_scores``.
@@ -30,7 +31,8 @@ _EXPORTS = {
     "load_module": "module",
     "GPTConfig": "config", "LSTMConfig": "config", "ErosionConfig": "config",
     "TrainConfig": "config",
-    "load_experiment": "compare", "run_fit": "compare", "run_compare": "compare",
+    "load_experiment": "compare", "Experiment": "compare", "run_fit": "fitcli",
+    "run_compare": "compare", "CaseDataModule": "casedata", "DataContract": "datamodule",
     "evaluate_checkpoints": "compare",
     "load_pipeline": "predict", "write_prediction": "predict",
     "trajectory_scores": "metrics", "erosion_scores": "metrics",

@@ -1,15 +1,20 @@
 """The ``fluidgpt`` command line.
 
     fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml --output elbow.zarr
-    fluidgpt fit --config experiments/fluidgpt/compare.yaml split.kind=interior [key=value ...]
+    fluidgpt fit --config experiments/fluidgpt/fit.yaml [--trainer.max_epochs=3 ...]
+    fluidgpt validate|test --config experiments/fluidgpt/fit.yaml --ckpt_path gpt.ckpt
     fluidgpt predict --checkpoint gpt.ckpt --checkpoint erosion.ckpt \\
         --conditions "main_inlet_speed=9,side_inlet_speed=25,..." --output pred.zarr \\
         [--vtk [DIR]] [--plot hotspot.png] [--overwrite]
     fluidgpt evaluate --checkpoint gpt.ckpt [--checkpoint erosion.ckpt] --data X --split interior
-    fluidgpt compare --config experiments/fluidgpt/compare.yaml --output compare.csv
-    fluidgpt demo
+    fluidgpt compare --config experiments/fluidgpt/compare.yaml [--output compare.csv]
+        [--split.kind=interior,block] [--budget.epochs=5 ...] [--no_plots]
+    fluidgpt demo [--data.path=elbow.zarr] [--seed=1 ...]
 
-Bad input ends with one line on stderr and exit status 2.
+fit, validate and test run on LightningCLI (:mod:`fluidgpt.fitcli`); compare and demo parse
+the experiment with the same module schema (:mod:`fluidgpt.compare.config`). Bad input,
+including an unknown key or a wrongly typed value at any depth, ends with one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -50,23 +55,11 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment(args: argparse.Namespace) -> dict:
-    from .compare import load_experiment
+def cmd_lightning(argv: Sequence[str]) -> int:
+    """fit / validate / test: LightningCLI (fluidgpt.fitcli)."""
+    from .fitcli import run_fit
 
-    return load_experiment(args.config, list(args.overrides or []))
-
-
-def cmd_fit(args: argparse.Namespace) -> int:
-    from .compare import format_table, run_fit
-
-    config = _experiment(args)
-    if args.output:
-        config["output"] = args.output
-    paths = run_fit(config)
-    print(format_table(paths["table"]))
-    print(f"checkpoints: {paths['trajectory']}"
-          + (f", {paths['erosion']}" if paths.get("erosion") else "")
-          + f"\nscores: {paths['scores']}")
+    run_fit(list(argv))
     return 0
 
 
@@ -143,16 +136,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import format_table, run_compare
+def _experiment_parser(command: str):
+    from jsonargparse import ActionYesNo
 
-    config = _experiment(args)
+    from .compare import experiment_parser
+
+    parser = experiment_parser(f"fluidgpt {command}")
+    parser.add_argument("--plots", action=ActionYesNo, default=True,
+                        help="write the plots next to the table (--no_plots: none)")
+    return parser
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    """compare: --config FILE, --output CSV (default: output of the config), overrides."""
+    from .compare import format_table, parse_experiment, run_compare
+
+    config, ns = parse_experiment(argv, _experiment_parser("compare"))
+    if config.output is None:
+        raise UsageError("give --output compare.csv (or output: in the experiment)")
     start = time.perf_counter()
-    result = run_compare(config, args.split, args.output)
+    result = run_compare(config, None, config.output)
     print(format_table(result.table))
-    print(f"wrote {args.output} ({time.perf_counter() - start:.0f} s)")
-    if args.plots:
-        for path in write_compare_plots(result, Path(args.output).parent):
+    print(f"wrote {config.output} ({time.perf_counter() - start:.0f} s)")
+    if ns.plots:
+        for path in write_compare_plots(result, Path(config.output).parent):
             print(f"plot: {path}")
     return 0
 
@@ -190,17 +197,30 @@ def write_compare_plots(result, out: Path) -> list[Path]:
     return paths
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .compare import format_table, load_experiment, run_compare
+def cmd_demo(argv: Sequence[str]) -> int:
+    """demo: compare on the demo experiment; --output DIR (compare.csv and plots go there),
+    --data.path (default: a built sweep when there is one, else the shipped sample)."""
+    from .compare import format_table, parse_experiment, run_compare
 
-    config_path = Path(args.config) if args.config else DEMO_CONFIG
-    overrides = list(args.overrides or [])
-    data = args.data or (str(BUILT_DATASET) if BUILT_DATASET.exists() else None)
-    if data:
-        overrides.append(f"data.path={data}")
-    print(f"fluidgpt demo on {data or 'the shipped sample (fluidgpt/sample_data)'}")
-    config = load_experiment(config_path if config_path.is_file() else None, overrides)
-    out = Path(args.output)
+    argv = list(argv)
+    out = Path(DEMO_OUTPUT)
+    for i, a in enumerate(argv):  # --output is a directory here, not the table's path
+        if a == "--output" and i + 1 < len(argv):
+            out = Path(argv[i + 1])
+            del argv[i:i + 2]
+            break
+        if a.startswith("--output="):
+            out = Path(a.partition("=")[2])
+            del argv[i]
+            break
+    given = [a.split("=")[0] for a in argv]
+    head = [] if "--config" in given or not DEMO_CONFIG.is_file() else \
+        ["--config", str(DEMO_CONFIG)]
+    if "--data.path" not in given and BUILT_DATASET.exists():
+        head.append(f"--data.path={BUILT_DATASET}")
+    parser = _experiment_parser("demo")
+    config, _ = parse_experiment([*head, *argv, f"--output={out / 'compare.csv'}"], parser)
+    print(f"fluidgpt demo on {config.data.path or 'the shipped sample (fluidgpt/sample_data)'}")
     start = time.perf_counter()
     result = run_compare(config, None, out / "compare.csv")
     print(format_table(result.table))
@@ -235,12 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true", help="replace an existing output")
     b.set_defaults(func=cmd_dataset_build)
 
-    f = sub.add_parser("fit", help="train one model (and the erosion CNN on its "
-                                   "out-of-fold rollouts)")
-    f.add_argument("--config", required=True, help="experiments/fluidgpt/<name>.yaml")
-    f.add_argument("--output", default=None, help="output directory (default: config output)")
-    f.add_argument("overrides", nargs="*", metavar="section.key=value")
-    f.set_defaults(func=cmd_fit)
+    # fit/validate/test (LightningCLI) and compare/demo (the experiment parser) are parsed
+    # by jsonargparse in main(); listed here for --help
+    sub.add_parser("fit", help="train one model (LightningCLI; then the erosion CNN on its "
+                               "out-of-fold rollouts): fluidgpt fit --help", add_help=False)
+    sub.add_parser("validate", help="score a checkpoint on a validation fold (LightningCLI)",
+                   add_help=False)
+    sub.add_parser("test", help="score a checkpoint on the test cases (LightningCLI)",
+                   add_help=False)
 
     p = sub.add_parser("predict", help="trajectories and erosion for new conditions")
     p.add_argument("--checkpoint", action="append", required=True,
@@ -268,25 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", default=None, help="CSV of the scores")
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("compare",
-                       help="train and score gpt, lstm, bilstm, nearest, knn, pod (+ CNN)")
-    c.add_argument("--config", required=True, help="experiments/fluidgpt/compare.yaml")
-    c.add_argument("--output", required=True, help="compare.csv")
-    c.add_argument("--split", default=None,
-                   help="interior, block, random, a comma-separated list of them, or all "
-                        "(default: split.kind of the config)")
-    c.add_argument("--no-plots", dest="plots", action="store_false")
-    c.add_argument("overrides", nargs="*", metavar="section.key=value")
-    c.set_defaults(func=cmd_compare)
-
-    d = sub.add_parser("demo", help="compare all models on the demo data (a few minutes)")
-    d.add_argument("--config", default=None, help=f"default: {DEMO_CONFIG}")
-    d.add_argument("--data", default=None,
-                   help=f"a built dataset (default: {BUILT_DATASET} when it exists, else the "
-                        "shipped sample)")
-    d.add_argument("--output", default=str(DEMO_OUTPUT))
-    d.add_argument("overrides", nargs="*", metavar="section.key=value")
-    d.set_defaults(func=cmd_demo)
+    sub.add_parser("compare", help="train and score gpt, lstm, bilstm, nearest, knn, pod "
+                                   "(+ CNN): fluidgpt compare --help", add_help=False)
+    sub.add_parser("demo", help="compare all models on the demo data (a few minutes): "
+                                "fluidgpt demo --help", add_help=False)
     return parser
 
 
@@ -297,24 +304,38 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
+
+
+#: Commands parsed by jsonargparse (the experiment schema), not by argparse.
+_JSONARGPARSE = {"fit": cmd_lightning, "validate": cmd_lightning, "test": cmd_lightning,
+                 "compare": cmd_compare, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
     from .sources import OpenFOAMNotFoundError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _JSONARGPARSE:
+        command = argv[0]
+        run = (lambda: cmd_lightning(argv)) if command in ("fit", "validate", "test") else \
+            (lambda: _JSONARGPARSE[command](argv[1:]))
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        command = args.command
+        run = lambda: args.func(args)  # noqa: E731
     _quiet()
     try:
-        return args.func(args)
+        return run()
     except (UsageError, ConfigError, FileNotFoundError, FileExistsError, ValueError, KeyError,
             OpenFOAMNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"fluidgpt {args.command}: error: {' '.join(str(message).split())}",
+        print(f"fluidgpt {command}: error: {' '.join(str(message).split())}",
               file=sys.stderr)
         return 2
 

@@ -10,13 +10,24 @@ work is refused at construction with a message that says why.
 Sizes that come from the data (P particles, F state features per particle, K conditions, T
 steps, wall faces) have the paper's values as defaults and are overridden from the dataset,
 e.g. ``GPTConfig.from_preset("paper", n_particles=P, n_conditions=K)``.
+
+What an experiment file writes for a network or its training is a *settings* mapping
+(:data:`GPTSettings`, :data:`LSTMSettings`, :data:`ErosionSettings`, :data:`TrainSettings`):
+an optional ``preset`` name plus any fields to override, every key typed, the sizes that come
+from the data left out (``DATA_FIELDS``: they are read from the DataModule, never typed).
+These TypedDicts are generated from the dataclasses, so the fields are written once; they are
+the types of the LightningModules' ``model`` / ``train`` arguments, which LightningCLI
+(jsonargparse) validates key by key. :meth:`_Config.from_settings` turns settings plus the
+data's sizes into the frozen dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar
 
 __all__ = [
     "ConfigError",
@@ -24,6 +35,10 @@ __all__ = [
     "LSTMConfig",
     "ErosionConfig",
     "TrainConfig",
+    "GPTSettings",
+    "LSTMSettings",
+    "ErosionSettings",
+    "TrainSettings",
 ]
 
 C = TypeVar("C", bound="_Config")
@@ -38,6 +53,8 @@ class _Config:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     label: ClassVar[str] = "config"
+    #: Fields whose values come from the data (the DataModule), not from a settings file.
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
@@ -81,6 +98,26 @@ class _Config:
         values = {"name": name, **cls.PRESETS[name], **overrides}
         return cls.from_dict(values)
 
+    @classmethod
+    def from_settings(cls: type[C], settings: Mapping[str, Any] | None = None,
+                      **data: Any) -> C:
+        """The preset named by ``settings["preset"]`` (none: the dataclass defaults), then
+        ``data`` (the sizes read from the data), then the other settings.
+
+        A data-sized field written in the settings must agree with the data (a checkpoint's
+        full dict holds them all; an experiment file never needs to write them).
+        """
+        values = dict(settings or {})
+        preset = values.pop("preset", None)
+        clash = {k: values[k] for k in cls.DATA_FIELDS if k in values and k in data
+                 and values[k] != data[k]}
+        if clash:
+            raise ConfigError(f"{cls.label} config: {sorted(clash)} come from the data "
+                              f"({ {k: data[k] for k in clash} }), found {clash}")
+        if preset is None:
+            return cls.from_dict({**data, **values})
+        return cls.from_preset(preset, **{**data, **values})
+
     def replace(self: C, **changes: Any) -> C:
         return self.from_dict({**self.to_dict(), **changes})
 
@@ -113,6 +150,7 @@ class GPTConfig(_Config):
     """
 
     label: ClassVar[str] = "GPT"
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = ("n_particles", "n_features", "n_conditions")
 
     n_particles: int = 196  # P
     n_features: int = 3  # F per particle per step: x, y, z (6 with velocity)
@@ -231,6 +269,7 @@ class LSTMConfig(_Config):
     """
 
     label: ClassVar[str] = "LSTM"
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = ("n_particles", "n_features", "n_conditions")
 
     n_particles: int = 196
     n_features: int = 3
@@ -291,6 +330,8 @@ class ErosionConfig(_Config):
     """
 
     label: ClassVar[str] = "erosion"
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = ("n_steps", "n_particles", "n_features",
+                                              "n_conditions", "n_faces")
 
     arch: str = "pooled"
     n_steps: int = 50  # T
@@ -419,3 +460,30 @@ TrainConfig.PRESETS = {
                          warmup_fraction=0.05, grad_clip=1.0, magnitude_weight=1.0,
                          batch_size=16, max_epochs=300),
 }
+
+
+# ------------------------------------------------------------------------------ settings
+def settings_type(cls: type[_Config]) -> type:
+    """The TypedDict of what a settings file may write for ``cls``: ``preset`` (one of its
+    presets) and every field except ``name`` and the data-sized ones, all optional."""
+    hints = typing.get_type_hints(cls)
+    keys: dict[str, Any] = {}
+    if cls.PRESETS:
+        keys["preset"] = Literal[tuple(cls.PRESETS)]  # type: ignore[valid-type]
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name != "name" and f.name not in cls.DATA_FIELDS:
+            keys[f.name] = hints[f.name]
+    name = cls.__name__.replace("Config", "Settings")
+    settings = TypedDict(name, keys, total=False)  # type: ignore[operator]
+    settings.__module__ = __name__
+    settings.__doc__ = (f"Settings of a {cls.__name__}: an optional preset "
+                        f"({', '.join(cls.PRESETS) or 'none'}) and fields to override; sizes "
+                        f"from the data ({', '.join(cls.DATA_FIELDS) or 'none'}) are not "
+                        "written.")
+    return settings
+
+
+GPTSettings = settings_type(GPTConfig)
+LSTMSettings = settings_type(LSTMConfig)
+ErosionSettings = settings_type(ErosionConfig)
+TrainSettings = settings_type(TrainConfig)

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .config import ConfigError
 from .schema import open_dataset
 
 __all__ = ["Split", "random_split", "interior_split", "block_split", "make_split",
-           "load_dataset",
+           "load_dataset", "load_cases", "SplitSettings", "split_kinds",
            "sample_path", "SPLIT_KINDS", "PAPER_SEED"]
 
 PAPER_SEED = 25
@@ -53,6 +54,18 @@ def sample_path(variant: str = "physical") -> Path:
 def load_dataset(path=None) -> xr.Dataset:
     """Open and validate a canonical dataset; the shipped physical sample when path is None."""
     return open_dataset(sample_path() if path is None else path)
+
+
+def load_cases(path: str | Path | None = None,
+               paper_style: Mapping[str, Sequence[float]] | None = None) -> xr.Dataset:
+    """:func:`load_dataset`, replicated under inert labels when ``paper_style`` is set
+    (``{condition: [values]}``, see :func:`fluidgpt.sources.variants.paper_style_variant`)."""
+    ds = load_dataset(path)
+    if paper_style:
+        from .sources.variants import paper_style_variant
+
+        ds = paper_style_variant(ds, {k: tuple(v) for k, v in paper_style.items()})
+    return ds
 
 
 @dataclass(frozen=True)
@@ -280,3 +293,82 @@ def make_split(ds: xr.Dataset, kind: str = "interior", **kwargs) -> Split:
     if kind == "block":
         return block_split(ds, **kwargs)
     raise ValueError(f"unknown split kind {kind!r}; expected one of {SPLIT_KINDS}")
+
+
+def split_kinds(kind: str | Sequence[str]) -> list[str]:
+    """The splits named by a split kind: one kind, a list (or comma-separated string) of
+    kinds, or "all"; each one of SPLIT_KINDS, once."""
+    if isinstance(kind, str):
+        kinds = list(SPLIT_KINDS) if kind == "all" else [k.strip() for k in kind.split(",")]
+    elif isinstance(kind, Sequence):
+        kinds = [str(k) for k in kind]
+    else:
+        raise ConfigError(f"split.kind must be a split name, a list of them or 'all', found "
+                          f"{kind!r}")
+    bad = [k for k in kinds if k not in SPLIT_KINDS]
+    if bad or not kinds or len(set(kinds)) != len(kinds):
+        raise ConfigError(f"split.kind: each split must be one of {list(SPLIT_KINDS)} (or "
+                          f"'all'), once; found {kind!r}")
+    return kinds
+
+
+#: A block split's held-out block: {condition: [min, max]} or {condition: {values: [...]}}.
+HoldOut = dict[str, list[float] | dict[str, list[float]]]
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How an experiment splits its cases (the ``split`` section of ``fluidgpt compare`` and
+    ``data.split`` of ``fluidgpt fit``).
+
+    kind: "interior", "block" or "random" (compare: also a list of them, or "all");
+    n_folds: folds of the non-test cases; seed: of the test draw and the folds;
+    test_fraction: the random split's test share (the paper's 10 %); interior_fraction: the
+    interior split's share of the distinct cases; hold_out, fold_by: the block split's
+    block and fold grouping (see :func:`block_split`); tune: compare only: score on fold 0
+    of the non-test cases, never on test cases (for tuning).
+    """
+
+    kind: str | list[str] = "interior"
+    n_folds: int = 3
+    seed: int = PAPER_SEED
+    test_fraction: float = 0.1
+    interior_fraction: float = 0.15
+    hold_out: HoldOut | None = None
+    fold_by: str | None = None
+    tune: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kind, (list, tuple)):
+            object.__setattr__(self, "kind", [str(k) for k in self.kind])
+        split_kinds(self.kind)
+        if self.n_folds < 2:
+            raise ConfigError(f"split.n_folds must be >= 2, found {self.n_folds}")
+        for name in ("test_fraction", "interior_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"split.{name} must be in (0, 1), found "
+                                  f"{getattr(self, name)}")
+
+    @property
+    def kinds(self) -> list[str]:
+        return split_kinds(self.kind)
+
+    def make(self, ds: xr.Dataset, kind: str | None = None) -> Split:
+        """The split of this kind (default: the one kind named) with these settings."""
+        if kind is None:
+            kinds = self.kinds
+            if len(kinds) != 1:
+                raise ConfigError(f"one split is needed here: set split.kind to one of "
+                                  f"{list(SPLIT_KINDS)}, found {self.kind!r}")
+            kind = kinds[0]
+        if kind == "random":
+            return make_split(ds, "random", test_fraction=self.test_fraction,
+                              n_folds=self.n_folds, seed=self.seed)
+        if kind == "interior":
+            return make_split(ds, "interior", test_fraction=self.interior_fraction,
+                              n_folds=self.n_folds, seed=self.seed)
+        if kind == "block":
+            return make_split(ds, "block", hold_out=self.hold_out, n_folds=self.n_folds,
+                              seed=self.seed, fold_by=self.fold_by)
+        raise ConfigError(f"split.kind: expected one of {list(SPLIT_KINDS)} here, found "
+                          f"{kind!r}")

@@ -31,6 +31,7 @@ from .schema import CONDITION_ATTRS, XYZ
 
 __all__ = [
     "CaseTensors",
+    "DataContract",
     "DataInfo",
     "DataInfoCallback",
     "FluidDataModule",
@@ -43,6 +44,34 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ tensors
+@dataclass(frozen=True)
+class DataContract:
+    """What a network must know about its data, read from the data and never written in an
+    experiment: P particles, T steps, the K condition columns (names, in order), F state
+    features per particle the loader serves (3 positions, 6 with velocity), wall faces (0:
+    the data has no erosion maps). The LightningModules size their networks and scalers
+    from it (``contract`` argument, linked from the DataModule by ``fluidgpt fit``)."""
+
+    n_particles: int
+    n_steps: int
+    conditions: tuple[str, ...]
+    n_features: int = 3
+    n_faces: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conditions", tuple(str(c) for c in self.conditions))
+        if min(self.n_particles, self.n_steps) <= 0 or self.n_faces < 0:
+            raise ValueError(f"a data contract needs P, T > 0 and faces >= 0, found {self}")
+
+    @property
+    def n_conditions(self) -> int:
+        return len(self.conditions)
+
+    def scalers(self) -> dict[str, int]:
+        """The scaler sizes a trajectory module needs (see :func:`scaler_sizes`)."""
+        return scaler_sizes(self.n_conditions, self.n_features)
+
+
 @dataclass(frozen=True)
 class CaseTensors:
     """N cases in physical units, case-major.
@@ -92,6 +121,11 @@ class CaseTensors:
     @property
     def n_conditions(self) -> int:
         return len(self.condition_names)
+
+    def contract(self, n_features: int = 3) -> DataContract:
+        """The sizes a module reads from these cases."""
+        return DataContract(self.n_particles, self.n_steps, self.condition_names, n_features,
+                            0 if self.erosion is None else int(self.erosion.shape[1]))
 
     def subset(self, cases: Sequence[int] | np.ndarray | Tensor) -> CaseTensors:
         """The cases at these positions (0..N-1) of this container."""
@@ -206,17 +240,18 @@ class FluidDataModule(L.LightningDataModule):
         split: the case split shared by both model stages.
         fold: train on ``split.train(fold)`` and validate on ``split.val(fold)``; None: train
             on every non-test case (``split.trainval``) with no validation set.
-        batch_size: cases per batch.
+        batch_size: cases per batch (None: the module's ``train.batch_size``).
         n_features: the state features the module reads (3 positions, 6 with velocity).
         seed: shuffling seed of the training loader.
 
     Batches: positions (B, T, P, 3), [velocity], conditions (B, K), valid (B, T, P), scaled
-    by the module's scalers (fit them first with :meth:`fit_scalers`), and erosion
+    by the module's scalers (fitted by :meth:`fit_scalers`, which ``setup`` calls when no one
+    has: a checkpoint restored afterwards brings its own), and erosion
     (B, faces) in physical units when the data has it (ErosionModule splits it itself).
     """
 
     def __init__(self, data: CaseTensors, split: Split, fold: int | None = 0,
-                 batch_size: int = 16, n_features: int = 3, seed: int = 0) -> None:
+                 batch_size: int | None = 16, n_features: int = 3, seed: int = 0) -> None:
         super().__init__()
         if split.n_cases != len(data):
             raise ValueError(f"the split is over {split.n_cases} cases, the data holds "
@@ -241,6 +276,15 @@ class FluidDataModule(L.LightningDataModule):
     def cases(self, stage: str) -> CaseTensors:
         return self.data.subset(self.indices(stage))
 
+    @property
+    def contract(self) -> DataContract:
+        """What the module must know about these cases (sizes, condition names)."""
+        return self.data.contract(self.n_features)
+
+    def setup(self, stage: str) -> None:
+        if self.scalers is None:
+            self.fit_scalers(self.trainer.lightning_module)
+
     # ----------------------------------------------------------------------- scaling
     def fit_scalers(self, module: L.LightningModule) -> None:
         """Fit the module's scalers on the training cases only (valid entries only)."""
@@ -257,6 +301,8 @@ class FluidDataModule(L.LightningDataModule):
         if getattr(module, "kind", None) == "erosion" and train.erosion is not None:
             module.fit_output_basis(train.erosion)
         self.scalers = scalers
+        if self.batch_size is None:
+            self.batch_size = module.train_config.batch_size
 
     def batch(self, cases: CaseTensors) -> dict[str, Tensor]:
         """Scaled tensors of these cases (one batch dict with N leading)."""

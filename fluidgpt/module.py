@@ -18,7 +18,15 @@ data pipeline:
 
 ``scalers`` maps a name to a feature count (e.g. ``{"positions": 3, "conditions": 5}``): each
 becomes a :class:`~fluidgpt.scalers.Scaler` inside the module, so its statistics are stored
-in the checkpoint; the caller fits and applies them.
+in the checkpoint; the caller fits and applies them (the DataModule does, in ``setup``).
+
+The ``__init__`` signatures are the configuration schema of ``fluidgpt fit`` and of every
+model section of ``fluidgpt compare`` (LightningCLI / jsonargparse validate them):
+``model`` and ``train`` are settings (a preset name plus typed overrides, see
+:data:`fluidgpt.config.GPTSettings`), ``contract`` the sizes read from the data
+(:class:`~fluidgpt.datamodule.DataContract`, linked from the DataModule, never written in a
+file). A checkpoint's hyperparameters are the full resolved configs, so
+``Module(**hparams)`` rebuilds it without a contract.
 """
 
 from __future__ import annotations
@@ -40,7 +48,18 @@ from .cnn import (
     pattern_modes,
     split_erosion,
 )
-from .config import ErosionConfig, GPTConfig, LSTMConfig, TrainConfig
+from .config import (
+    ConfigError,
+    ErosionConfig,
+    ErosionSettings,
+    GPTConfig,
+    GPTSettings,
+    LSTMConfig,
+    LSTMSettings,
+    TrainConfig,
+    TrainSettings,
+)
+from .datamodule import DataContract
 from .gpt import FluidGPT
 from .rollout import rollout
 from .scalers import Scaler
@@ -155,8 +174,16 @@ def _draw_particles(states: Tensor, valid: Tensor | None,
     return states, valid
 
 
-def _as_config(cls: type, value: Any) -> Any:
-    return value if isinstance(value, cls) else cls.from_dict(dict(value))
+def _as_config(cls: type, value: Any, **data: Any) -> Any:
+    """A config dataclass from an instance or settings (preset + overrides), sized by
+    ``data`` (the contract's sizes; an instance must agree with them)."""
+    if isinstance(value, cls):
+        clash = {k: getattr(value, k) for k in data if getattr(value, k) != data[k]}
+        if clash:
+            raise ConfigError(f"{cls.label} config {clash} does not match the data "
+                              f"{ {k: data[k] for k in clash} }")
+        return value
+    return cls.from_settings(value, **data)
 
 
 # ----------------------------------------------------------------------------------- base
@@ -167,19 +194,35 @@ class _FluidModule(L.LightningModule):
     config_class: ClassVar[type] = GPTConfig
     model: nn.Module
 
-    def __init__(self, model: Any, train: Any, scalers: Mapping[str, int] | None) -> None:
+    def __init__(self, model: Any, train: Any, scalers: Mapping[str, int] | None,
+                 contract: DataContract | None = None) -> None:
         super().__init__()
-        self.config = _as_config(self.config_class, model)
-        self.train_config = _as_config(TrainConfig, train if train is not None else {})
+        data = {} if contract is None else self.data_sizes(model, contract)
+        self.config = _as_config(self.config_class, model, **data)
+        self.train_config = _as_config(TrainConfig, train)
+        if scalers is None and contract is not None:
+            scalers = contract.scalers()
         scalers = {str(k): int(v) for k, v in (scalers or {}).items()}
         self.save_hyperparameters({"model": self.config.to_dict(),
                                    "train": self.train_config.to_dict(), "scalers": scalers})
         self.scalers = nn.ModuleDict({k: Scaler(v) for k, v in scalers.items()})
 
+    @classmethod
+    def data_sizes(cls, model: Any, contract: DataContract) -> dict[str, Any]:
+        """The config fields this module's network takes from the data."""
+        return dict(n_particles=contract.n_particles, n_features=contract.n_features,
+                    n_conditions=contract.n_conditions)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fluidgpt_module"] = self.kind
 
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """The validation metrics on the test cases, logged as ``test/...``."""
+        self.validation_step(batch, batch_idx)
+
     def _log_all(self, stage: str, values: Mapping[str, Tensor], batch_size: int) -> None:
+        if stage == "val" and self._trainer is not None and self.trainer.testing:
+            stage = "test"
         self.log_dict({f"{stage}/{k}": v.detach() for k, v in values.items()},
                       batch_size=batch_size, prog_bar=stage == "val",
                       on_step=stage == "train", on_epoch=True)
@@ -246,11 +289,22 @@ class GPTModule(_FluidModule):
     kind = "gpt"
     config_class = GPTConfig
 
-    def __init__(self, model: GPTConfig | Mapping[str, Any],
-                 train: TrainConfig | Mapping[str, Any] | None = None,
-                 scalers: Mapping[str, int] | None = None) -> None:
-        super().__init__(model, train, scalers)
+    def __init__(self, model: GPTSettings | None = None, train: TrainSettings | None = None,
+                 scalers: dict[str, int] | None = None,
+                 contract: DataContract | None = None) -> None:
+        """model: GPT settings (or a GPTConfig); train: training settings (or a
+        TrainConfig); scalers: scaler sizes (None: from the contract); contract: the data's
+        sizes (None: ``model`` holds them, as a checkpoint's full config does)."""
+        super().__init__(model, train, scalers, contract)
         self.model = FluidGPT(self.config)
+
+    @classmethod
+    def data_sizes(cls, model: Any, contract: DataContract) -> dict[str, Any]:
+        # positions over the whole trajectory: at least T steps of the position table
+        preset = (model or {}).get("preset") if isinstance(model, Mapping) else None
+        steps = GPTConfig.PRESETS.get(preset, {}).get("max_steps", GPTConfig.max_steps)
+        return {**super().data_sizes(model, contract),
+                "max_steps": max(int(steps), contract.n_steps)}
 
     def forward(self, states: Tensor, conditions: Tensor) -> Tensor:
         """states (B, T, P, F), conditions (B, K) -> next steps (B, T, P, F_out)."""
@@ -312,10 +366,12 @@ class SequenceModule(_FluidModule):
     kind = "lstm"
     config_class = LSTMConfig
 
-    def __init__(self, model: LSTMConfig | Mapping[str, Any],
-                 train: TrainConfig | Mapping[str, Any] | None = None,
-                 scalers: Mapping[str, int] | None = None) -> None:
-        super().__init__(model, train, scalers)
+    def __init__(self, model: LSTMSettings | None = None, train: TrainSettings | None = None,
+                 scalers: dict[str, int] | None = None,
+                 contract: DataContract | None = None) -> None:
+        """As :class:`GPTModule`, with LSTM settings (``bidirectional: true`` or the
+        paper-bilstm / tiny-bilstm presets for the BiLSTM)."""
+        super().__init__(model, train, scalers, contract)
         self.model = SequenceLSTM(self.config)
 
     def forward(self, first: Tensor, conditions: Tensor, steps: int) -> Tensor:
@@ -354,15 +410,25 @@ class ErosionModule(_FluidModule):
     kind = "erosion"
     config_class = ErosionConfig
 
-    def __init__(self, model: ErosionConfig | Mapping[str, Any],
-                 train: TrainConfig | Mapping[str, Any] | None = None,
-                 scalers: Mapping[str, int] | None = None) -> None:
-        config = _as_config(ErosionConfig, model)
-        scalers = dict(scalers or {})
+    def __init__(self, model: ErosionSettings | None = None,
+                 train: TrainSettings | None = None, scalers: dict[str, int] | None = None,
+                 contract: DataContract | None = None) -> None:
+        """As :class:`GPTModule`, with erosion settings; the contract must have wall faces."""
+        data = {} if contract is None else self.data_sizes(model, contract)
+        config = _as_config(ErosionConfig, model, **data)
+        scalers = dict(contract.scalers() if scalers is None and contract is not None
+                       else scalers or {})
         if config.magnitude_head:
             scalers.setdefault("log_peak", 1)
         super().__init__(config, train, scalers)
         self.model = build_erosion_model(self.config)
+
+    @classmethod
+    def data_sizes(cls, model: Any, contract: DataContract) -> dict[str, Any]:
+        if not contract.n_faces:
+            raise ConfigError("the erosion model needs erosion_rate in the dataset")
+        return {**super().data_sizes(model, contract), "n_steps": contract.n_steps,
+                "n_faces": contract.n_faces}
 
     def forward(self, trajectories: Tensor, conditions: Tensor,
                 valid: Tensor | None = None) -> Any:

@@ -3,7 +3,7 @@
 zero-map and nearest-training-case baselines.
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/fluidgpt/erosion_cfd.py \
-        --config experiments/fluidgpt/demo.yaml [section.key=value ...]
+        --config experiments/fluidgpt/demo.yaml [--section.key=value ...]
 """
 
 from __future__ import annotations
@@ -30,21 +30,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/fluidgpt/demo.yaml")
     parser.add_argument("--split", default=None, choices=("interior", "block", "random"))
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()  # the rest: --section.key=value
     torch.set_num_threads(1)
-    config = load_experiment(args.config, args.overrides)
-    kinds = split_kinds(args.split or config["split"]["kind"])
+    config = load_experiment(args.config, overrides)
+    kinds = split_kinds(args.split or config.split.kind)
     kind = kinds[0]
     if len(kinds) > 1:
         print(f"the config names the splits {kinds}; scoring on the first, {kind} "
               "(--split to choose)")
     ds = load_data(config)
-    data = case_tensors(ds, config["data"]["conditions"])
+    data = case_tensors(ds, config.data.conditions)
     split = split_of(ds, config, kind)
     truth = data.subset(split.test)
-    print(f"{split.description}; erosion model {config['erosion']['model']}, "
-          f"train {config['erosion']['train']}")
+    init = config.erosion.model["init_args"]
+    print(f"{split.description}; erosion model {init['model']}, train {init['train']}")
     start = time.perf_counter()
     result = run_job(erosion_job(config, data, split, None, None, "cfd"))
     seconds = time.perf_counter() - start

@@ -7,14 +7,15 @@ and scored (trajectory MSE, m^2) on fold 0. The test cases are never seen (compa
         --workers 2 --output tune.csv
 
 Writes one row per trial (model, trial, settings, mse, r2, seconds, epochs) and prints each
-model's best. ``--only gpt`` runs one model's grid; ``budget.epochs=5`` etc. override the
-experiment as in ``fluidgpt compare``.
+model's best. ``--only gpt`` runs one model's grid; ``--budget.epochs=5`` etc. override the
+experiment as in ``fluidgpt compare``. Every trial is the experiment parsed again with the
+trial's settings as overrides (``--models.gpt.train.lr=...``): the same schema and checks as
+``fluidgpt compare`` and ``fluidgpt fit``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import time
 from pathlib import Path
@@ -24,7 +25,6 @@ import pandas as pd
 from fluidgpt.compare import (
     Runner,
     _trajectory_scores,
-    apply_overrides,
     load_data,
     load_experiment,
     split_of,
@@ -33,7 +33,7 @@ from fluidgpt.compare import (
 )
 from fluidgpt.datamodule import case_tensors
 
-#: (section, key) -> values; every model's grid has 6 trials.
+#: (section, key) of the model's init_args -> values; every model's grid has 6 trials.
 GRIDS = {
     "gpt": {("train", "lr"): [5.0e-4, 1.0e-3, 2.0e-3], ("model", "n_layer"): [4, 6]},
     "lstm": {("train", "lr"): [1.0e-3, 3.0e-3, 1.0e-2], ("model", "hidden"): [128, 256]},
@@ -47,6 +47,12 @@ def trials(model: str):
         yield dict(zip(grid.keys(), values))
 
 
+def trial_overrides(model: str, settings: dict) -> list[str]:
+    """The trial's settings in the experiment's override spelling."""
+    return [f"--models.{model}.{section}.{key}={value!r}"
+            for (section, key), value in settings.items()]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True)
@@ -54,14 +60,14 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=2, help="trials run in parallel")
     ap.add_argument("--only", action="append", choices=sorted(GRIDS),
                     help="tune these models only (default: all)")
-    ap.add_argument("overrides", nargs="*", metavar="section.key=value")
-    args = ap.parse_args(argv)
+    args, overrides = ap.parse_known_args(argv)  # the rest: --section.key=value
 
-    config = load_experiment(args.config, args.overrides)
-    config = apply_overrides(config, ["split.kind=interior", f"split.n_folds="
-                                      f"{max(3, config['split']['n_folds'])}"])
+    config = load_experiment(args.config, overrides)
+    overrides = [*overrides, "--split.kind=interior",
+                 f"--split.n_folds={max(3, config.split.n_folds)}"]
+    config = load_experiment(args.config, overrides)
     ds = load_data(config)
-    data = case_tensors(ds, config["data"]["conditions"])
+    data = case_tensors(ds, config.data.conditions)
     ds, data, split = tuning_view(ds, data, split_of(ds, config, "interior"))
     print(split.description, f"({len(split.trainval)} training, {len(split.test)} scored)")
     truth = data.subset(split.test)
@@ -69,9 +75,7 @@ def main(argv=None) -> None:
     jobs, meta = [], []
     for model in args.only or list(GRIDS):
         for i, settings in enumerate(trials(model)):
-            trial = copy.deepcopy(config)
-            for (section, key), value in settings.items():
-                trial["models"][model][section][key] = value
+            trial = load_experiment(args.config, [*overrides, *trial_overrides(model, settings)])
             job, = trajectory_jobs(model, trial, ds, data, split, out_of_fold=False)
             job.tag = f"{model} trial {i}"
             jobs.append(job)

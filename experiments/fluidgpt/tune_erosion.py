@@ -13,7 +13,6 @@ rel_total_error, seconds) and prints the best by r2.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import itertools
 import time
@@ -24,7 +23,6 @@ from fluidgpt.compare import (
     Runner,
     _erosion_scores,
     _surrogate,
-    apply_overrides,
     erosion_job,
     load_data,
     load_experiment,
@@ -34,7 +32,8 @@ from fluidgpt.compare import (
 )
 from fluidgpt.datamodule import case_tensors
 
-#: (section, key) -> values: 8 trials.
+#: (section, key) -> values: 8 trials ("model": the erosion network's settings, replacing
+#: the experiment's; "budget": the experiment's budget section).
 GRID = {
     ("model", "preset"): ["paper", "fluidgpt"],
     ("model", "output_modes"): [0, 20],
@@ -47,6 +46,16 @@ def trials():
         yield dict(zip(GRID.keys(), values))
 
 
+def trial_overrides(trial: dict, max_epochs: int | None) -> list[str]:
+    """The trial in the experiment's override spelling: the erosion network's settings
+    (a magnitude head always) and the erosion epochs (capped by ``max_epochs``)."""
+    model = (f"{{preset: {trial[('model', 'preset')]}, magnitude_head: true, "
+             f"output_modes: {trial[('model', 'output_modes')]}}}")
+    epochs = trial[("budget", "erosion_epochs")]
+    return [f"--erosion.model.model={model}",
+            f"--budget.erosion_epochs={min(epochs, max_epochs or epochs)}"]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True)
@@ -54,23 +63,19 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-epochs", type=int, default=None,
                     help="cap every trial's epochs (a quick check of the script)")
-    ap.add_argument("overrides", nargs="*", metavar="section.key=value")
-    args = ap.parse_args(argv)
-    config = load_experiment(args.config, args.overrides)
-    config = apply_overrides(config, ["split.kind=interior", "split.n_folds="
-                                      f"{max(3, int(config['split']['n_folds']))}"])
+    args, overrides = ap.parse_known_args(argv)  # the rest: --section.key=value
+    config = load_experiment(args.config, overrides)
+    overrides = [*overrides, "--split.kind=interior",
+                 f"--split.n_folds={max(3, config.split.n_folds)}"]
+    config = load_experiment(args.config, overrides)
     ds = load_data(config)
-    data = case_tensors(ds, config["data"]["conditions"])
+    data = case_tensors(ds, config.data.conditions)
     view_ds, view, split = tuning_view(ds, data, split_of(ds, config, "interior"))
     print(split.description)
     truth, wall = view.subset(split.test), wall_geometry(view_ds)
     jobs, rows = [], []
     for i, trial in enumerate(trials()):
-        c = copy.deepcopy(config)
-        c["erosion"]["model"] = {"preset": trial[("model", "preset")], "magnitude_head": True,
-                                 "output_modes": trial[("model", "output_modes")]}
-        epochs = trial[("budget", "erosion_epochs")]
-        c["budget"]["erosion_epochs"] = min(epochs, args.max_epochs or epochs)
+        c = load_experiment(args.config, [*overrides, *trial_overrides(trial, args.max_epochs)])
         job = dataclasses.replace(erosion_job(c, view, split, None, None, "cfd"),
                                   tag=f"trial {i}")
         jobs.append((trial, job))
@@ -82,7 +87,7 @@ def main(argv=None) -> None:
         settings = " ".join(f"{s}.{k}={v}" for (s, k), v in trial.items())
         rows.append({"trial": i, "settings": settings, **scores, "seconds": round(r.seconds, 1)})
     for name in ("knn", "pod"):
-        pred, seconds = _surrogate(name, view, split, wall[1], int(config["seed"]))
+        pred, seconds = _surrogate(name, view, split, wall[1], config.seed)
         scores = _erosion_scores(pred["erosion"], truth, True, pred["peak"], wall)
         rows.append({"trial": name, "settings": name, **scores, "seconds": round(seconds, 1)})
     table = pd.DataFrame(rows)

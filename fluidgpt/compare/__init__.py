@@ -1,7 +1,8 @@
 """Train and score every model on the same data, split and budget: the comparison table.
 
-One experiment configuration (YAML, see experiments/fluidgpt/) drives ``fluidgpt fit`` and
-``fluidgpt compare``:
+One experiment (YAML, see experiments/fluidgpt/; typed sections in :mod:`.config`, every
+model section the ``class_path`` + ``init_args`` that ``fluidgpt fit`` takes as ``model``)
+drives ``fluidgpt compare``:
 
 * data: the canonical dataset (the shipped sample when ``path`` is null), the conditions fed
   to the models ("physical": the ones that vary and change the physics; "all": the paper's
@@ -14,9 +15,10 @@ One experiment configuration (YAML, see experiments/fluidgpt/) drives ``fluidgpt
   default: reproducible on a shared machine, and the training times show what each costs),
   or the same wall-clock seconds (then ``epochs`` is a cap and learning-rate schedules are
   stretched over the time, see :class:`TimeBudget`); one budget for every erosion model;
-* models: a preset plus overrides of the network and of the training for gpt, lstm, bilstm;
-  ``compare.models`` picks those to score, with the baselines nearest (the closest training
-  case), knn and pod (conditions -> erosion directly, :mod:`fluidgpt.surrogates`);
+* models: the LightningModule of gpt, lstm, bilstm, each with its network and training
+  settings (a preset plus typed overrides); ``compare.models`` picks those to score, with
+  the baselines nearest (the closest training case), knn and pod (conditions -> erosion
+  directly, :mod:`fluidgpt.surrogates`);
 * erosion: the CNN and the trajectory models whose rollouts it is trained on ("cfd": the
   true trajectories, reported as model "cnn": stage 2 alone).
 
@@ -27,11 +29,12 @@ ones it will get on new cases. The scored stage-1 model is trained on every non-
 The table has the columns model, target, split, metric, value, train_seconds (see
 :data:`TABLE_COLUMNS` and :func:`run_compare`).
 
-The code is split by responsibility, data flowing one way: :mod:`.config` (the defaults,
-loading, validation, data and splits) -> :mod:`.training` (building, training and
+The code is split by responsibility, data flowing one way: :mod:`.config` (the typed
+sections and their parser, data and splits) -> :mod:`.training` (building, training and
 predicting with one module) -> :mod:`.jobs` (training runs as jobs, the process pool, the
 jobs of both stages) -> :mod:`.scoring` (scores, the noise ceiling, the baselines, the
-table) -> :mod:`.run` (the comparison, ``fluidgpt fit``, the scoring of checkpoints).
+table) -> :mod:`.run` (the comparison, the stage 2 of ``fluidgpt fit``, the scoring of
+checkpoints).
 """
 
 from __future__ import annotations
@@ -42,12 +45,19 @@ from __future__ import annotations
 from ..datamodule import scaled_batch as scaled_batch
 from .config import (
     COMPARE_MODELS,
-    DEFAULTS,
     EROSION_SURROGATES,
     TRAJECTORY_MODELS,
-    apply_overrides,
+    BudgetSettings,
+    CompareSettings,
+    DataSettings,
+    ErosionStage,
+    Experiment,
+    RuntimeSettings,
+    experiment_parser,
     load_data,
     load_experiment,
+    module_spec,
+    parse_experiment,
     split_kinds,
     split_of,
     tuning_view,
@@ -66,7 +76,7 @@ from .jobs import (
 )
 from .jobs import _quiet_worker as _quiet_worker
 from .jobs import _remote_job as _remote_job
-from .run import CompareResult, evaluate_checkpoints, run_compare, run_fit
+from .run import CompareResult, evaluate_checkpoints, fit_stage_two, run_compare
 from .scoring import (
     LOG_CONDITIONS,
     NOISE_SAMPLE,
@@ -96,9 +106,16 @@ __all__ = [
     "TRAJECTORY_MODELS",
     "EROSION_SURROGATES",
     "COMPARE_MODELS",
-    "DEFAULTS",
+    "Experiment",
+    "DataSettings",
+    "BudgetSettings",
+    "RuntimeSettings",
+    "CompareSettings",
+    "ErosionStage",
+    "experiment_parser",
+    "parse_experiment",
     "load_experiment",
-    "apply_overrides",
+    "module_spec",
     "load_data",
     "split_of",
     "split_kinds",
@@ -124,7 +141,7 @@ __all__ = [
     "validation_interval",
     "noise_ceiling_rows",
     "run_compare",
-    "run_fit",
+    "fit_stage_two",
     "evaluate_checkpoints",
     "format_table",
     "CompareResult",

@@ -1,29 +1,48 @@
-"""The experiment configuration of a comparison: the defaults, loading and overriding a YAML
-file, validating it, and the data and splits it names."""
+"""The experiment of a comparison: its typed sections, the parser that reads them from YAML
+and ``--section.key=value`` overrides, and the data and splits it names.
+
+One schema for every run: a model's section (``models.gpt``, ``models.lstm``,
+``models.bilstm``, ``erosion.model``) is a LightningModule's ``class_path`` and
+``init_args``, exactly what ``fluidgpt fit`` takes as ``model`` (the modules' typed
+``__init__`` signatures, see :mod:`fluidgpt.module`); the comparison's own sections are the
+frozen dataclasses below. jsonargparse validates every key at every depth (unknown keys and
+wrong types are one-line errors, :mod:`fluidgpt.parsing`).
+"""
 
 from __future__ import annotations
 
-import copy
-import re
-from collections.abc import Mapping, Sequence
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
-import yaml
+from jsonargparse import ActionConfigFile, Namespace
 
-from ..config import ConfigError
-from ..data import SPLIT_KINDS, Split, load_dataset, make_split
+from ..config import ConfigError, TrainConfig
+from ..data import Split, SplitSettings, load_cases, split_kinds
 from ..datamodule import CaseTensors
+from ..module import ErosionModule, GPTModule, SequenceModule
+from ..parsing import ExperimentParser, one_line_errors
 
 __all__ = [
     "TRAJECTORY_MODELS",
     "EROSION_SURROGATES",
     "COMPARE_MODELS",
-    "DEFAULTS",
+    "MODULE_CLASSES",
+    "DataSettings",
+    "BudgetSettings",
+    "RuntimeSettings",
+    "CompareSettings",
+    "ErosionStage",
+    "Experiment",
+    "module_spec",
+    "module_class",
+    "experiment_parser",
+    "parse_experiment",
     "load_experiment",
-    "apply_overrides",
     "split_kinds",
     "load_data",
     "split_of",
@@ -36,170 +55,248 @@ EROSION_SURROGATES = ("knn", "pod")
 #: Every name compare.models accepts: the trajectory models and the baselines.
 COMPARE_MODELS = (*TRAJECTORY_MODELS, "nearest", *EROSION_SURROGATES)
 _EROSION_SOURCES = (*TRAJECTORY_MODELS, "cfd")
+#: The LightningModule class (or a subclass) each model section must name.
+MODULE_CLASSES = {"gpt": GPTModule, "lstm": SequenceModule, "bilstm": SequenceModule,
+                  "erosion": ErosionModule}
+#: Arguments the pipeline fills in from the data: never written in an experiment.
+DATA_ARGUMENTS = {"scalers", "contract"}
 
-#: Every key an experiment may set; None marks a free-form mapping checked later by the
-#: network and training configurations (their unknown keys are errors too).
-DEFAULTS: dict[str, Any] = {
-    "data": {"path": None, "conditions": "physical", "paper_style": None,
-             "noise_ceiling": "auto"},
-    "split": {"kind": "interior", "n_folds": 3, "seed": 25, "test_fraction": 0.1,
-              "interior_fraction": 0.15, "hold_out": None, "fold_by": None, "tune": False},
-    "budget": {"epochs": 150, "seconds": None, "erosion_epochs": 300,
-               "erosion_seconds": None},
-    "models": {
-        "gpt": {"model": {"preset": "fluidgpt"}, "train": {"preset": "fluidgpt"}},
-        "lstm": {"model": {"preset": "paper-lstm"}, "train": {"preset": "paper-lstm"}},
-        "bilstm": {"model": {"preset": "paper-bilstm"}, "train": {"preset": "paper-lstm"}},
-    },
-    "erosion": {"model": {"preset": "fluidgpt"}, "train": {"preset": "fluidgpt-cnn"},
-                "inputs": ["gpt", "lstm", "bilstm", "cfd"]},
-    "compare": {"models": ["gpt", "lstm", "bilstm", "nearest", "knn", "pod"]},
-    "fit": {"model": "gpt", "erosion": True},
-    "runtime": {"workers": 1, "threads": 1},
-    "output": "fluidgpt-output",
-    "seed": 0,
+
+def module_spec(cls: type, model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """A model section: ``{"class_path": ..., "init_args": {"model": ..., "train": ...}}``."""
+    return {"class_path": f"{cls.__module__}.{cls.__name__}",
+            "init_args": {"model": dict(model), "train": dict(train)}}
+
+
+_DEFAULT_MODELS = {
+    "gpt": module_spec(GPTModule, {"preset": "fluidgpt"}, {"preset": "fluidgpt"}),
+    "lstm": module_spec(SequenceModule, {"preset": "paper-lstm"}, {"preset": "paper-lstm"}),
+    "bilstm": module_spec(SequenceModule, {"preset": "paper-bilstm"},
+                          {"preset": "paper-lstm"}),
 }
-_FREE = {("models", m, s) for m in TRAJECTORY_MODELS for s in ("model", "train")} | {
-    ("erosion", "model"), ("erosion", "train"), ("data", "paper_style"), ("split", "hold_out")}
+_DEFAULT_EROSION = module_spec(ErosionModule, {"preset": "fluidgpt"},
+                               {"preset": "fluidgpt-cnn"})
 
 
-# ------------------------------------------------------------------------- configuration
-def _merge(base: Any, new: Any, where: tuple[str, ...]) -> Any:
-    if where in _FREE:
-        if new is None:
-            return None
-        if not isinstance(new, Mapping):
-            raise ConfigError(f"{'.'.join(where)} must be a mapping, found {new!r}")
-        return {**(base or {}), **new}
-    if not isinstance(base, Mapping):
-        return new
-    if not isinstance(new, Mapping):
-        raise ConfigError(f"{'.'.join(where) or 'the experiment'} must be a mapping, found "
-                          f"{new!r}")
-    unknown = sorted(set(new) - set(base))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {'.'.join(where) or 'the experiment'}; "
-                          f"valid keys are {sorted(base)}")
-    return {k: _merge(base[k], new[k], (*where, k)) if k in new else copy.deepcopy(base[k])
-            for k in base}
+# ------------------------------------------------------------------------------ sections
+@dataclass(frozen=True)
+class DataSettings:
+    """path: a canonical dataset (None: the shipped sample); conditions: "physical" (the
+    columns that vary and change the physics), "all" or a list of names; paper_style:
+    replicate every case under inert labels ({condition: [values]}); noise_ceiling: "auto"
+    (paired injection seeds in the data, else the shipped noise sample), a path, or None."""
+
+    path: str | None = None
+    conditions: str | list[str] = "physical"
+    paper_style: dict[str, list[float]] | None = None
+    noise_ceiling: str | None = "auto"
+
+    def load(self) -> xr.Dataset:
+        return load_cases(self.path, self.paper_style)
 
 
-_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+def _positive(section: str, values: dict[str, Any]) -> None:
+    for key, v in values.items():
+        if v is not None and not v > 0:
+            raise ConfigError(f"{section}.{key} must be a positive number or null, found {v!r}")
 
 
-def _numbers(value: Any) -> Any:
-    """YAML 1.1 reads 3e-4 (no dot) as a string; read it as the number it is."""
-    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The same budget for every training run of a stage: epochs, or wall-clock seconds
+    (then epochs is a cap and the schedules follow the clock); erosion_*: stage 2."""
+
+    epochs: int | None = 150
+    seconds: float | None = None
+    erosion_epochs: int | None = 300
+    erosion_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive("budget", self.__dict__)
+
+    def of(self, erosion: bool = False) -> tuple[float | None, int | None]:
+        """(seconds or None, epochs or None) of every training run of one stage."""
+        if erosion:
+            return self.erosion_seconds, self.erosion_epochs
+        return self.seconds, self.epochs
 
 
-def apply_overrides(config: dict, items: Sequence[str]) -> dict:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a merged config."""
-    out = copy.deepcopy(config)
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"overrides look like section.key=value (e.g. budget.seconds=30), "
-                              f"found {item!r}")
-        path = tuple(key.strip().split("."))
-        nested: Any = _numbers(yaml.safe_load(value))
-        for part in reversed(path):
-            nested = {part: nested}
-        out = _merge(out, nested, ())
-    return out
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """workers: trainings run in parallel (spawned processes); threads: torch threads of
+    each (None: torch's default)."""
+
+    workers: int = 1
+    threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"runtime.workers must be an integer >= 1, found {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"runtime.threads must be an integer >= 1 or null (torch's "
+                              f"default), found {self.threads}")
 
 
-def load_experiment(path: str | Path | None, overrides: Sequence[str] = ()) -> dict:
-    """An experiment YAML merged over :data:`DEFAULTS`, then ``section.key=value`` overrides.
+CompareModel = Literal["gpt", "lstm", "bilstm", "nearest", "knn", "pod"]
+ErosionSource = Literal["gpt", "lstm", "bilstm", "cfd"]
 
-    Unknown keys are an error, as are unknown split kinds, models and erosion sources.
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """models: the models scored, trajectory models and baselines (nearest, knn, pod)."""
+
+    models: list[CompareModel] = field(default_factory=lambda: list(COMPARE_MODELS))
+
+
+@dataclass(frozen=True)
+class ErosionStage:
+    """model: the erosion module's section; inputs: the trajectory models whose
+    (out-of-fold) rollouts it is trained on, "cfd": the true trajectories (model "cnn")."""
+
+    model: dict[str, Any] = field(default_factory=lambda: dict(_DEFAULT_EROSION))
+    inputs: list[str] = field(default_factory=lambda: list(_EROSION_SOURCES))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A whole comparison, validated. ``models[kind]`` and ``erosion.model`` are module
+    sections (class_path + init_args) as ``fluidgpt fit`` takes them."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
+    models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(_DEFAULT_MODELS))
+    erosion: ErosionStage = field(default_factory=ErosionStage)
+    compare: CompareSettings = field(default_factory=CompareSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    output: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for kind in self.compare.models:
+            if kind in TRAJECTORY_MODELS and kind not in self.models:
+                raise ConfigError(f"compare.models names {kind} but models.{kind} is null")
+        for kind, spec in self.models.items():
+            check_spec(kind, spec, f"models.{kind}")
+        check_spec("erosion", self.erosion.model, "erosion.model")
+
+    def replace(self, **sections: Any) -> Experiment:
+        """A copy with these sections replaced, e.g. ``split=replace(e.split, kind=...)``."""
+        return replace(self, **sections)
+
+
+def module_class(spec: dict[str, Any]) -> type:
+    """The class a section's class_path names."""
+    module, _, name = str(spec["class_path"]).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"class_path {spec['class_path']!r} cannot be imported") from err
+
+
+def check_spec(kind: str, spec: dict[str, Any], where: str) -> None:
+    """Refuse a section whose class is not a module of this kind, or whose settings cannot
+    make a network (sized with each preset's own defaults: the data comes later)."""
+    cls = module_class(spec)
+    if not issubclass(cls, MODULE_CLASSES[kind]):
+        raise ConfigError(f"{where}: class_path must be {MODULE_CLASSES[kind].__name__} (or "
+                          f"a subclass), found {spec['class_path']}")
+    args = spec.get("init_args") or {}
+    config = cls.config_class.from_settings(args.get("model"))
+    TrainConfig.from_settings(args.get("train"))
+    if kind in ("lstm", "bilstm") and config.bidirectional != (kind == "bilstm"):
+        raise ConfigError(f"{where}: the {kind} is {'' if kind == 'bilstm' else 'not '}"
+                          f"bidirectional: use preset paper-{kind} / tiny-{kind} or set "
+                          f"bidirectional: {str(kind == 'bilstm').lower()}")
+
+
+# -------------------------------------------------------------------------------- parser
+def experiment_parser(prog: str = "fluidgpt compare") -> ExperimentParser:
+    """The jsonargparse parser of an experiment: ``--config FILE``, ``--print_config``, and
+    every key as ``--section.key=value`` (a model's as ``--models.gpt.train.lr=...``)."""
+    p = ExperimentParser(prog=prog, description="A comparison of fluidgpt models "
+                         "(experiments/fluidgpt/*.yaml).")
+    p.add_argument("--config", action=ActionConfigFile, help="an experiment YAML")
+    p.add_argument("--data", type=DataSettings, default=DataSettings())
+    p.add_argument("--split", type=SplitSettings, default=SplitSettings())
+    p.add_argument("--budget", type=BudgetSettings, default=BudgetSettings())
+    # sections only: the pipeline builds the modules, sized from the data, in every job
+    for kind in TRAJECTORY_MODELS:
+        p.add_subclass_arguments(MODULE_CLASSES[kind], f"models.{kind}", required=False,
+                                 skip=DATA_ARGUMENTS, instantiate=False,
+                                 help=f"the {kind} module (what `fluidgpt fit` takes as "
+                                      "--model; null: none)")
+    p.add_subclass_arguments(ErosionModule, "erosion.model", required=False,
+                             skip=DATA_ARGUMENTS, instantiate=False, help="the erosion module")
+    p.set_defaults({f"models.{kind}": _DEFAULT_MODELS[kind] for kind in TRAJECTORY_MODELS})
+    p.set_defaults({"erosion.model": _DEFAULT_EROSION})
+    p.add_argument("--erosion.inputs", type=list[ErosionSource],
+                   default=list(_EROSION_SOURCES))
+    p.add_argument("--compare", type=CompareSettings, default=CompareSettings())
+    p.add_argument("--runtime", type=RuntimeSettings, default=RuntimeSettings())
+    p.add_argument("--output", type=str | None, default=None,
+                   help="the table's CSV (logs go next to it)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    return p
+
+
+def _canonical(spec: dict[str, Any]) -> dict[str, Any]:
+    """The section with its class named where it is defined (jsonargparse writes the
+    shortest import path, e.g. fluidgpt.GPTModule)."""
+    cls = module_class(spec)
+    return {**spec, "class_path": f"{cls.__module__}.{cls.__qualname__}"}
+
+
+def _experiment(d: dict[str, Any]) -> Experiment:
+    models = {k: _canonical(v) for k, v in (d.get("models") or {}).items() if v is not None}
+    erosion = d.get("erosion") or {}
+    return Experiment(
+        data=DataSettings(**d["data"]), split=SplitSettings(**d["split"]),
+        budget=BudgetSettings(**d["budget"]), models=models,
+        erosion=ErosionStage(_canonical(erosion["model"] or dict(_DEFAULT_EROSION)),
+                             list(erosion.get("inputs") or [])),
+        compare=CompareSettings(**d["compare"]), runtime=RuntimeSettings(**d["runtime"]),
+        output=d["output"], seed=d["seed"])
+
+
+@one_line_errors
+def parse_experiment(argv: Sequence[str],
+                     parser: ExperimentParser | None = None) -> tuple[Experiment, Namespace]:
+    """Parse command-line arguments into an :class:`Experiment` (and the parsed namespace,
+    which holds any arguments the caller added to the parser)."""
+    parser = parser or experiment_parser()
+    ns = parser.parse_args(list(argv))
+    d = ns.clone().as_dict()
+    known = {"data", "split", "budget", "models", "erosion", "compare", "runtime", "output",
+             "seed"}
+    return _experiment({k: v for k, v in d.items() if k in known}), ns
+
+
+def load_experiment(path: str | Path | None = None,
+                    overrides: Sequence[str] = ()) -> Experiment:
+    """An experiment YAML (None: the defaults) with ``--section.key=value`` overrides.
+
+    Unknown keys and wrong types at any depth are an :class:`~fluidgpt.parsing.
+    ExperimentError` naming the key, the expected type and the value.
     """
-    raw: Any = {}
+    argv: list[str] = []
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
+        if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such experiment file")
-        raw = _numbers(yaml.safe_load(path.read_text()) or {})
-    config = apply_overrides(_merge(DEFAULTS, raw, ()), overrides)
-    _check_experiment(config)
-    return config
-
-
-def split_kinds(kind: str | Sequence[str]) -> list[str]:
-    """The splits named by split.kind / --split: one kind, a list (or comma-separated
-    string) of kinds, or "all"; each one of SPLIT_KINDS."""
-    if isinstance(kind, str):
-        kinds = list(SPLIT_KINDS) if kind == "all" else [k.strip() for k in kind.split(",")]
-    elif isinstance(kind, Sequence):
-        kinds = [str(k) for k in kind]
-    else:
-        raise ConfigError(f"split.kind must be a split name, a list of them or 'all', found "
-                          f"{kind!r}")
-    bad = [k for k in kinds if k not in SPLIT_KINDS]
-    if bad or not kinds or len(set(kinds)) != len(kinds):
-        raise ConfigError(f"split.kind: each split must be one of {list(SPLIT_KINDS)} (or "
-                          f"'all'), once; found {kind!r}")
-    return kinds
-
-
-def _check_experiment(c: dict) -> None:
-    split_kinds(c["split"]["kind"])
-    bad = [m for m in c["compare"]["models"] if m not in COMPARE_MODELS]
-    if bad:
-        raise ConfigError(f"compare.models: unknown {bad}; choose from {list(COMPARE_MODELS)}")
-    bad = [m for m in c["erosion"]["inputs"] if m not in _EROSION_SOURCES]
-    if bad:
-        raise ConfigError(f"erosion.inputs: unknown {bad}; choose from {list(_EROSION_SOURCES)}")
-    if c["fit"]["model"] not in TRAJECTORY_MODELS:
-        raise ConfigError(f"fit.model must be one of {TRAJECTORY_MODELS}, found "
-                          f"{c['fit']['model']!r}")
-    b = c["budget"]
-    for key in ("seconds", "erosion_seconds", "epochs", "erosion_epochs"):
-        if b[key] is not None and not (isinstance(b[key], (int, float)) and b[key] > 0):
-            raise ConfigError(f"budget.{key} must be a positive number or null, found "
-                              f"{b[key]!r}")
-    r = c["runtime"]
-    if not (isinstance(r["workers"], int) and r["workers"] >= 1):
-        raise ConfigError(f"runtime.workers must be an integer >= 1, found {r['workers']!r}")
-    if r["threads"] is not None and not (isinstance(r["threads"], int) and r["threads"] >= 1):
-        raise ConfigError(f"runtime.threads must be an integer >= 1 or null (torch's "
-                          f"default), found {r['threads']!r}")
-    if int(c["split"]["n_folds"]) < 2:
-        raise ConfigError(f"split.n_folds must be >= 2, found {c['split']['n_folds']}")
+        argv += ["--config", str(path)]
+    return parse_experiment([*argv, *overrides])[0]
 
 
 # ---------------------------------------------------------------------------------- data
-def load_data(config: Mapping) -> xr.Dataset:
+def load_data(experiment: Experiment) -> xr.Dataset:
     """The experiment's dataset (the shipped sample when data.path is null), replicated under
     inert labels when data.paper_style is set."""
-    d = config["data"]
-    ds = load_dataset(d["path"])
-    if d["paper_style"]:
-        from ..sources.variants import paper_style_variant
-
-        ds = paper_style_variant(ds, {k: tuple(v) for k, v in d["paper_style"].items()})
-    return ds
+    return experiment.data.load()
 
 
-def split_of(ds: xr.Dataset, config: Mapping, kind: str) -> Split:
+def split_of(ds: xr.Dataset, experiment: Experiment, kind: str) -> Split:
     """The split of this kind with the experiment's settings (one source for both stages)."""
-    s = config["split"]
-    if kind not in SPLIT_KINDS:
-        raise ConfigError(f"split.kind: expected one of {list(SPLIT_KINDS)} here, found "
-                          f"{kind!r}")
-    if kind == "random":
-        return make_split(ds, "random", test_fraction=s["test_fraction"],
-                          n_folds=int(s["n_folds"]), seed=int(s["seed"]))
-    if kind == "interior":
-        return make_split(ds, "interior", test_fraction=s["interior_fraction"],
-                          n_folds=int(s["n_folds"]), seed=int(s["seed"]))
-    return make_split(ds, "block", hold_out=s["hold_out"], n_folds=int(s["n_folds"]),
-                      seed=int(s["seed"]), fold_by=s["fold_by"])
+    return experiment.split.make(ds, kind)
 
 
 def tuning_view(ds: xr.Dataset, data: CaseTensors,
@@ -219,4 +316,3 @@ def tuning_view(ds: xr.Dataset, data: CaseTensors,
                  tuple(at(f) for f in split.folds[1:]), split.seed,
                  f"tuning on {split.description}: scored on fold 0, test cases left out")
     return ds.isel(case=keep), data.subset(keep), view
-

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..data import Split
 from ..datamodule import CaseTensors, DataInfo, FluidDataModule
+from .config import Experiment
 from .training import build_module, forecast, predict_erosion, train_module
 
 __all__ = [
@@ -54,7 +55,8 @@ def _threads(n: int | None):
 
 @dataclass
 class Job:
-    """One training run: build ``kind`` from ``section`` sized from ``data``, train it on the
+    """One training run: build ``kind`` from its module ``section`` (class_path + init_args)
+    sized from ``data``, train it on the
     training cases of ``split`` / ``fold`` within the budget (seconds, epochs), then predict
     the ``predict`` cases (rollouts (n, T, P, 3) or erosion (n, faces))."""
 
@@ -174,21 +176,13 @@ class Runner:
 
 
 # ------------------------------------------------------------------------------ stages
-def _budget(config: Mapping, erosion: bool = False) -> tuple[float | None, int | None]:
-    """(seconds or None, epochs or None) of every training run of one stage."""
-    b = config["budget"]
-    seconds, epochs = (b["erosion_seconds"], b["erosion_epochs"]) if erosion else \
-        (b["seconds"], b["epochs"])
-    return seconds, None if epochs is None else int(epochs)
-
-
-def trajectory_jobs(kind: str, config: Mapping, ds: xr.Dataset, data: CaseTensors,
+def trajectory_jobs(kind: str, config: Experiment, ds: xr.Dataset, data: CaseTensors,
                     split: Split, out_of_fold: bool, out_dir: Path | None = None,
                     checkpoints: bool = False, dataset_name: str = "") -> list[Job]:
     """The runs of one trajectory model: one per fold (each trained without that fold and
     rolling it out) when ``out_of_fold``, then the final one (trained on every non-test case,
     rolling out the test cases)."""
-    seconds, epochs = _budget(config)
+    seconds, epochs = config.budget.of()
     folds: list[int | None] = list(range(split.n_folds)) if out_of_fold else []
     jobs = []
     for fold in [*folds, None]:
@@ -199,9 +193,8 @@ def trajectory_jobs(kind: str, config: Mapping, ds: xr.Dataset, data: CaseTensor
         if checkpoints and out_dir is not None:
             ckpt = out_dir / (f"{kind}.ckpt" if fold is None else f"{kind}_{tag}.ckpt")
         jobs.append(Job(
-            f"{split.kind} {kind} {tag}", kind, config["models"][kind], data, split, fold,
-            data.subset(cases), seconds, epochs, int(config["seed"]),
-            config["runtime"]["threads"],
+            f"{split.kind} {kind} {tag}", kind, config.models[kind], data, split, fold,
+            data.subset(cases), seconds, epochs, config.seed, config.runtime.threads,
             None if out_dir is None else out_dir / "logs" / split.kind / f"{kind}_{tag}",
             ckpt, DataInfo.build(ds, data, train, split, fold, dataset_name)))
     return jobs
@@ -240,7 +233,7 @@ def assemble_stage(kind: str, split: Split, results: Sequence[JobResult]) -> Sta
     return StageOne(kind, final, list(folds), oof)
 
 
-def fit_trajectory_model(kind: str, config: Mapping, ds: xr.Dataset, data: CaseTensors,
+def fit_trajectory_model(kind: str, config: Experiment, ds: xr.Dataset, data: CaseTensors,
                          split: Split, out_of_fold: bool, out_dir: Path | None = None,
                          checkpoints: bool = False, echo: Callable[[str], None] = print,
                          dataset_name: str = "", runner: Runner | None = None) -> StageOne:
@@ -252,7 +245,7 @@ def fit_trajectory_model(kind: str, config: Mapping, ds: xr.Dataset, data: CaseT
     return assemble_stage(kind, split, results)
 
 
-def erosion_job(config: Mapping, data: CaseTensors, split: Split,
+def erosion_job(config: Experiment, data: CaseTensors, split: Split,
                 trainval_inputs: Tensor | None, test_inputs: Tensor | None, name: str,
                 out_dir: Path | None = None, info: DataInfo | None = None,
                 checkpoint: Path | None = None) -> Job:
@@ -268,9 +261,9 @@ def erosion_job(config: Mapping, data: CaseTensors, split: Split,
     # The model sees only its own cases: one "split" whose non-test part is all of them.
     local = Split("trainval", len(train), np.zeros(0, np.int64),
                   tuple(np.array_split(np.arange(len(train)), 2)), split.seed)
-    seconds, epochs = _budget(config, erosion=True)
+    seconds, epochs = config.budget.of(erosion=True)
     logs = out_dir / "logs" / split.kind / f"erosion_from_{name}" if out_dir else None
-    return Job(f"{split.kind} erosion from {name}", "erosion", config["erosion"], train, local,
-               None, test, seconds, epochs, int(config["seed"]), config["runtime"]["threads"],
+    return Job(f"{split.kind} erosion from {name}", "erosion", config.erosion.model, train,
+               local, None, test, seconds, epochs, config.seed, config.runtime.threads,
                logs, checkpoint, info)
 

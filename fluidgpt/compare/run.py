@@ -1,9 +1,10 @@
 """The comparison itself: stage 1 then stage 2 over every split, scored into one table;
-``fluidgpt fit`` (one model and its erosion CNN) and the scoring of saved checkpoints."""
+the second stage of ``fluidgpt fit`` (fold models and the erosion CNN after the model
+LightningCLI trained) and the scoring of saved checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,12 @@ import pandas as pd
 import xarray as xr
 from torch import Tensor
 
-from ..config import ConfigError
-from ..data import SPLIT_KINDS, Split, make_split
+from ..data import Split, make_split
 from ..datamodule import CaseTensors, DataInfo, case_tensors
 from .config import (
     EROSION_SURROGATES,
     TRAJECTORY_MODELS,
+    Experiment,
     load_data,
     split_kinds,
     split_of,
@@ -31,7 +32,6 @@ from .jobs import (
     StageOne,
     assemble_stage,
     erosion_job,
-    fit_trajectory_model,
     trajectory_jobs,
 )
 from .scoring import (
@@ -47,7 +47,7 @@ from .scoring import (
 )
 from .training import forecast, predict_erosion
 
-__all__ = ["CompareResult", "run_compare", "run_fit", "evaluate_checkpoints"]
+__all__ = ["CompareResult", "run_compare", "fit_stage_two", "evaluate_checkpoints"]
 
 
 @dataclass
@@ -83,27 +83,27 @@ class _SplitRun:
             ["cfd"] if "cfd" in self.sources else [])
 
 
-def _plan_split(config: Mapping, ds: xr.Dataset, data: CaseTensors, kind: str,
+def _plan_split(config: Experiment, ds: xr.Dataset, data: CaseTensors, kind: str,
                 out_dir: Path | None, echo: Callable[[str], None]) -> _SplitRun:
     split = split_of(ds, config, kind)
-    if config["split"]["tune"]:
+    if config.split.tune:
         ds, data, split = tuning_view(ds, data, split)
     echo(f"{kind} split: {split.description}")
-    sources = list(config["erosion"]["inputs"]) if data.erosion is not None else []
-    models = [m for m in config["compare"]["models"] if m in TRAJECTORY_MODELS]
+    sources = list(config.erosion.inputs) if data.erosion is not None else []
+    models = [m for m in config.compare.models if m in TRAJECTORY_MODELS]
     jobs = {m: trajectory_jobs(m, config, ds, data, split, m in sources, out_dir)
             for m in models}
     return _SplitRun(kind, ds, data, split, models, sources, jobs)
 
 
-def _erosion_jobs(config: Mapping, run: _SplitRun, out_dir: Path | None) -> list[Job]:
+def _erosion_jobs(config: Experiment, run: _SplitRun, out_dir: Path | None) -> list[Job]:
     """Stage 2 of one split, in the order of run.stage2."""
     return [erosion_job(config, run.data, run.split, None, None, "cfd", out_dir) if m == "cfd"
             else erosion_job(config, run.data, run.split, run.stages[m].oof,
                              run.stages[m].test, m, out_dir) for m in run.stage2]
 
 
-def _score_split(config: Mapping, run: _SplitRun, eroded: Sequence[JobResult],
+def _score_split(config: Experiment, run: _SplitRun, eroded: Sequence[JobResult],
                  echo: Callable[[str], None], result: CompareResult) -> list[dict[str, Any]]:
     kind, data, split, stages = run.kind, run.data, run.split, run.stages
     truth = data.subset(split.test)
@@ -118,7 +118,7 @@ def _score_split(config: Mapping, run: _SplitRun, eroded: Sequence[JobResult],
             logs[m] = stages[m].final.log_dir
             if stages[m].folds:
                 logs[f"{m} fold0"] = stages[m].folds[0].log_dir
-    for model in config["compare"]["models"]:
+    for model in config.compare.models:
         if model == "nearest":
             pred, seconds = _nearest(data, split)
             preds["nearest"] = {"trajectory": pred["trajectories"]}
@@ -135,7 +135,7 @@ def _score_split(config: Mapping, run: _SplitRun, eroded: Sequence[JobResult],
                 echo(f"  {model}: the dataset has no erosion_rate, no rows")
                 continue
             area = None if wall is None else wall[1]
-            pred, seconds = _surrogate(model, data, split, area, int(config["seed"]))
+            pred, seconds = _surrogate(model, data, split, area, config.seed)
             preds[model] = {"erosion": pred["erosion"]}
             rows += _rows(model, "erosion", kind,
                           _erosion_scores(pred["erosion"], truth, True, pred["peak"], wall),
@@ -161,7 +161,7 @@ def _score_split(config: Mapping, run: _SplitRun, eroded: Sequence[JobResult],
     return rows
 
 
-def _compare_splits(config: Mapping, ds: xr.Dataset, data: CaseTensors, kinds: Sequence[str],
+def _compare_splits(config: Experiment, ds: xr.Dataset, data: CaseTensors, kinds: Sequence[str],
                     out_dir: Path | None, runner: Runner, echo: Callable[[str], None],
                     result: CompareResult) -> list[dict[str, Any]]:
     """Every split's stage 1 in one batch of jobs, then every split's stage 2 in another,
@@ -183,9 +183,10 @@ def _compare_splits(config: Mapping, ds: xr.Dataset, data: CaseTensors, kinds: S
     return rows
 
 
-def run_compare(config: Mapping, split: str | None = None, output: str | Path | None = None,
+def run_compare(config: Experiment, split: str | None = None, output: str | Path | None = None,
                 echo: Callable[[str], None] = print) -> CompareResult:
-    """Train and score every model of ``config["compare"]["models"]`` on each split.
+    """Train and score every model of ``config.compare.models`` on each split (``split``:
+    these split kinds instead of ``config.split.kind``).
 
     Rows: model gpt / lstm / bilstm / nearest with target "trajectory" (metrics mse in m^2
     and r2 over x, y, z of the held-out cases, steps 1..T-1, valid particles) and target
@@ -205,9 +206,9 @@ def run_compare(config: Mapping, split: str | None = None, output: str | Path | 
     rows: the erosion model plus the fold models that made its out-of-fold inputs).
     ``output``: a CSV path for the table; logs go next to it.
     """
-    kinds = split_kinds(split or config["split"]["kind"])
+    kinds = split_kinds(split or config.split.kind)
     ds = load_data(config)
-    data = case_tensors(ds, config["data"]["conditions"])
+    data = case_tensors(ds, config.data.conditions)
     echo(f"data: {ds.sizes['case']} cases, {data.n_particles} particles, {data.n_steps} steps, "
          f"conditions {list(data.condition_names)}"
          + ("" if data.erosion is None else f", {data.erosion.shape[1]} wall faces"))
@@ -215,7 +216,7 @@ def run_compare(config: Mapping, split: str | None = None, output: str | Path | 
     face_centre = (ds["face_centre"].transpose("face", "xyz").values
                    if "face_centre" in ds.coords else None)
     result = CompareResult(pd.DataFrame(columns=list(TABLE_COLUMNS)), face_centre=face_centre)
-    with Runner(config["runtime"]["workers"], echo) as runner:
+    with Runner(config.runtime.workers, echo) as runner:
         rows = _compare_splits(config, ds, data, kinds, out_dir, runner, echo, result)
     result.table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     if output is not None:
@@ -227,43 +228,41 @@ def run_compare(config: Mapping, split: str | None = None, output: str | Path | 
 
 
 # ---------------------------------------------------------------------------------- fit
-def run_fit(config: Mapping, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train ``fit.model`` on the split's non-test cases (plus its fold models and the
-    erosion model on their out-of-fold rollouts when fit.erosion), save checkpoints, logs and
-    the held-out scores under ``output``. Returns the paths and the table."""
-    kinds = split_kinds(config["split"]["kind"])
-    if len(kinds) != 1:
-        raise ConfigError(f"fluidgpt fit trains on one split: set split.kind to one of "
-                          f"{list(SPLIT_KINDS)}, found {config['split']['kind']!r}")
-    kind = kinds[0]
-    model = config["fit"]["model"]
-    out = Path(config["output"])
-    out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(config)
-    name = str(config["data"]["path"] or "shipped sample")
-    data = case_tensors(ds, config["data"]["conditions"])
-    split = split_of(ds, config, kind)
-    echo(f"fit {model} on the {split.description}")
-    with_erosion = bool(config["fit"]["erosion"]) and data.erosion is not None
-    with Runner(config["runtime"]["workers"], echo) as runner:
-        stage = fit_trajectory_model(model, config, ds, data, split, with_erosion, out,
-                                     checkpoints=True, echo=echo, dataset_name=name,
-                                     runner=runner)
-        truth = data.subset(split.test)
-        rows = _rows(model, "trajectory", kind, _trajectory_scores(stage.test, truth),
-                     stage.final.seconds)
-        paths = {"trajectory": stage.final.checkpoint,
-                 "folds": [f.checkpoint for f in stage.folds]}
+def fit_stage_two(kind: str, config: Experiment, ds: xr.Dataset, data: CaseTensors,
+                  split: Split, final: JobResult, out: Path, erosion: bool = True,
+                  dataset_name: str = "",
+                  echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """What ``fluidgpt fit`` does once LightningCLI has trained ``final`` (the model of
+    ``config.models[kind]`` on every non-test case, its test rollouts in
+    ``final.prediction``): score it on the test cases; with ``erosion`` (and erosion maps
+    in the data), train the fold models (each without its fold, rolling it out, saved as
+    ``<kind>_fold<k>.ckpt``) and the erosion model of ``config.erosion.model`` on their
+    out-of-fold rollouts (``erosion.ckpt``); write ``scores.csv``. Returns the paths and
+    the table."""
+    truth = data.subset(split.test)
+    with_erosion = erosion and data.erosion is not None
+    paths: dict[str, Any] = {"trajectory": final.checkpoint, "folds": []}
+    with Runner(config.runtime.workers, echo) as runner:
+        folds: list[JobResult] = []
         if with_erosion:
-            info = DataInfo.build(ds, data, split.trainval, split, None, name)
-            job = erosion_job(config, data, split, stage.oof, stage.test, model, out, info,
+            jobs = trajectory_jobs(kind, config, ds, data, split, True, out, checkpoints=True,
+                                   dataset_name=dataset_name)[:-1]
+            folds = runner.map(jobs)
+        stage = assemble_stage(kind, split, [*folds, final])
+        rows = _rows(kind, "trajectory", split.kind, _trajectory_scores(stage.test, truth),
+                     final.seconds)
+        paths["folds"] = [f.checkpoint for f in stage.folds]
+        if with_erosion:
+            info = DataInfo.build(ds, data, split.trainval, split, None, dataset_name)
+            job = erosion_job(config, data, split, stage.oof, stage.test, kind, out, info,
                               out / "erosion.ckpt")
             cnn = runner.map([job])[0]
-            rows += _rows(model, "erosion", kind,
+            rows += _rows(kind, "erosion", split.kind,
                           _erosion_scores(cnn.prediction, truth, cnn.magnitude_head, cnn.peak,
                                           wall_geometry(ds)), cnn.seconds + stage.fold_seconds)
             paths["erosion"] = cnn.checkpoint
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "scores.csv", index=False)
     paths["scores"] = out / "scores.csv"
     paths["table"] = table

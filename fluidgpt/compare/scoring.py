@@ -115,11 +115,11 @@ def noise_ceiling_rows(ds: xr.Dataset | None, split: str,
     return rows
 
 
-def _noise_data(config: Mapping, ds: xr.Dataset) -> xr.Dataset | None:
+def _noise_data(config: Any, ds: xr.Dataset) -> xr.Dataset | None:
     """The dataset of paired injection seeds: data.noise_ceiling "auto" (the experiment's
     dataset when it holds pairs, else the shipped noise sample next to the shipped sample),
     a path, or null (none)."""
-    setting = config["data"]["noise_ceiling"]
+    setting = config.data.noise_ceiling
     if setting is None:
         return None
     if setting != "auto":
@@ -127,7 +127,7 @@ def _noise_data(config: Mapping, ds: xr.Dataset) -> xr.Dataset | None:
     if _paired_cases(ds):
         return ds
     noise = sample_path().with_name(NOISE_SAMPLE)
-    if config["data"]["path"] is None and noise.is_file():
+    if config.data.path is None and noise.is_file():
         return open_dataset(noise)
     return None
 

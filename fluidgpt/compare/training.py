@@ -18,16 +18,16 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
-from ..config import ConfigError, ErosionConfig, GPTConfig, LSTMConfig, TrainConfig
+from ..config import ConfigError
 from ..datamodule import (
     CaseTensors,
     DataInfo,
     DataInfoCallback,
     FluidDataModule,
     scaled_batch,
-    scaler_sizes,
 )
-from ..module import ErosionModule, GPTModule, SequenceModule, StopAtThreshold
+from ..module import ErosionModule, StopAtThreshold
+from .config import MODULE_CLASSES, check_spec, module_class
 
 __all__ = [
     "build_module",
@@ -41,44 +41,15 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------- models
-def _section(section: Mapping, what: str) -> tuple[str, dict]:
-    values = dict(section)
-    if "preset" not in values:
-        raise ConfigError(f"{what} needs a preset")
-    return values.pop("preset"), values
-
-
-def build_module(kind: str, section: Mapping, data: CaseTensors) -> Any:
-    """A fresh module of ``kind`` (gpt, lstm, bilstm or erosion) sized from the data.
-
-    section: {"model": {"preset": ..., overrides}, "train": {"preset": ..., overrides}}.
-    """
-    preset, over = _section(section["model"], f"{kind}.model")
-    t_preset, t_over = _section(section["train"], f"{kind}.train")
-    train = TrainConfig.from_preset(t_preset, **t_over)
-    sizes = dict(n_particles=data.n_particles, n_conditions=data.n_conditions)
-    n_features = int(over.get("n_features", 3))
-    if n_features != 3:
-        raise ConfigError(f"{kind}: the pipeline feeds positions only (n_features 3), found "
-                          f"{n_features}")
-    scalers = scaler_sizes(data.n_conditions, n_features)
-    if kind == "gpt":
-        base = GPTConfig.PRESETS.get(preset, {})
-        steps = max(int(base.get("max_steps", 0)), data.n_steps)
-        model = GPTConfig.from_preset(preset, **{**sizes, "max_steps": steps, **over})
-        return GPTModule(model, train, scalers)
-    if kind in ("lstm", "bilstm"):
-        model = LSTMConfig.from_preset(preset, **{**sizes, "bidirectional": kind == "bilstm",
-                                                  **over})
-        return SequenceModule(model, train, scalers)
-    if kind == "erosion":
-        if data.erosion is None:
-            raise ConfigError("the erosion model needs erosion_rate in the dataset")
-        model = ErosionConfig.from_preset(preset, **{**sizes, "n_steps": data.n_steps,
-                                                     "n_faces": data.erosion.shape[1],
-                                                     "n_features": 3, **over})
-        return ErosionModule(model, train, scalers)
-    raise ConfigError(f"unknown model kind {kind!r}")
+def build_module(kind: str, section: Mapping[str, Any], data: CaseTensors) -> Any:
+    """A fresh module of ``kind`` (gpt, lstm, bilstm or erosion) from its section
+    (``{"class_path": ..., "init_args": {"model": ..., "train": ...}}``, what
+    ``fluidgpt fit`` takes as ``model``), sized from the data."""
+    if kind not in MODULE_CLASSES:
+        raise ConfigError(f"unknown model kind {kind!r}")
+    check_spec(kind, dict(section), kind)
+    init = dict(section.get("init_args") or {})
+    return module_class(dict(section))(**init, contract=data.contract())
 
 
 @dataclass

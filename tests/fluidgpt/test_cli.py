@@ -12,7 +12,7 @@ import yaml
 from fluidgpt import compare as C
 from fluidgpt.cli import DEMO_CONFIG, main
 from fluidgpt.schema import open_dataset
-from tests.fluidgpt.test_compare import TINY, tiny_experiment
+from tests.fluidgpt.test_compare import tiny_experiment
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "fluidgpt"
 
@@ -34,11 +34,11 @@ def error_line(capsys, *argv: str) -> str:
 @pytest.mark.parametrize("name", ["paper", "compare", "demo"])
 def test_shipped_experiments_are_valid(name):
     config = C.load_experiment(EXPERIMENTS / f"{name}.yaml")
-    assert set(config) == set(C.DEFAULTS)
+    assert isinstance(config, C.Experiment)
     if name == "paper":
-        assert config["split"]["kind"] == ["interior", "random"]  # the leak, side by side
-        assert config["models"]["gpt"]["model"]["preset"] == "paper"
-        assert config["data"]["conditions"] == "all"
+        assert config.split.kind == ["interior", "random"]  # the leak, side by side
+        assert config.models["gpt"]["init_args"]["model"]["preset"] == "paper"
+        assert config.data.conditions == "all"
     assert DEMO_CONFIG == EXPERIMENTS / "demo.yaml"
 
 
@@ -50,12 +50,13 @@ def test_no_command_prints_help(capsys):
 def test_bad_input_ends_with_one_line_and_status_2(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("budget:\n  secnds: 3\n")
-    assert "secnds" in error_line(capsys, "fit", "--config", str(bad))
-    assert "no such experiment" in error_line(capsys, "fit", "--config",
-                                              str(tmp_path / "none.yaml"))
+    assert "budget.secnds: unknown key" in error_line(capsys, "compare", "--config",
+                                                      str(bad))
+    assert "does not exist" in error_line(capsys, "fit", "--config",
+                                          str(tmp_path / "none.yaml"))
     good = Path(__file__).parents[2] / "experiments" / "fluidgpt" / "compare.yaml"
-    assert "section.key=value" in error_line(capsys, "compare", "--config", str(good),
-                                             "--output", "x.csv", "budget")
+    assert "budget" in error_line(capsys, "compare", "--config", str(good),
+                                  "--output", "x.csv", "budget")
     assert "no such checkpoint" in error_line(capsys, "predict", "--checkpoint", "none.ckpt",
                                               "--conditions", "a=1", "--output", "p.zarr")
     assert "either --conditions" in error_line(capsys, "predict", "--checkpoint", "x.ckpt",
@@ -69,17 +70,26 @@ def test_bad_input_ends_with_one_line_and_status_2(capsys, tmp_path):
                                        "--output", str(bad))
     assert "each split must be one of" in error_line(
         capsys, "compare", "--config", str(good), "--output", str(tmp_path / "x.csv"),
-        "--split", "interior,diagonal")
+        "--split.kind=interior,diagonal")
+
+
+#: `fluidgpt fit` with the tiny networks, 2 epochs each (the LightningCLI spelling of TINY).
+FIT_TINY = ["--trainer.max_epochs=2", "--model.model={preset: tiny}",
+            "--model.train.batch_size=4", "--erosion.model.model={preset: tiny}",
+            "--erosion.model.train.batch_size=4", "--erosion.epochs=2",
+            "--runtime.workers=1"]
 
 
 def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
     tiny_experiment(tmp_path)  # writes the mock dataset
-    config = {"data": {"path": str(tmp_path / "mock.nc")}, "split": {"kind": "block"},
+    config = {"data": {"path": str(tmp_path / "mock.nc"),
+                       "split": {"kind": "block", "n_folds": 2}},
               "output": str(tmp_path / "run")}
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(config))
-    code, out, _ = run(capsys, "fit", "--config", str(path), *TINY)
-    assert code == 0, out
+    code, out, err = run(capsys, "fit", "--config", str(EXPERIMENTS / "fit.yaml"),
+                         "--config", str(path), *FIT_TINY)
+    assert code == 0, err
     run_dir = tmp_path / "run"
     for name in ("gpt.ckpt", "gpt_fold0.ckpt", "gpt_fold1.ckpt", "erosion.ckpt", "scores.csv"):
         assert (run_dir / name).is_file(), name
@@ -122,6 +132,15 @@ def test_fit_predict_evaluate_end_to_end(capsys, tmp_path):
         capsys, "evaluate", "--checkpoint", str(run_dir / "gpt.ckpt"), "--data",
         str(tmp_path / "mock.nc"), "--split", "random")
 
+    # an earlier fit is not replaced without --overwrite; LightningCLI's test subcommand
+    # scores the saved model on the test cases
+    fit = ["--config", str(EXPERIMENTS / "fit.yaml"), "--config", str(path), *FIT_TINY]
+    assert "--overwrite" in error_line(capsys, "fit", *fit)
+    code, out, err = run(capsys, "test", *fit, "--ckpt_path", str(run_dir / "gpt.ckpt"))
+    assert code == 0 and "test/mse" in out, err
+    assert "data.fold" in error_line(capsys, "validate", *fit, "--ckpt_path",
+                                     str(run_dir / "gpt.ckpt"))
+
 
 def test_tuning_script_runs_the_same_grid_for_every_model(tmp_path, capsys):
     """experiments/fluidgpt/tune.py: equal trial counts, each trial's settings applied, scored
@@ -134,7 +153,7 @@ def test_tuning_script_runs_the_same_grid_for_every_model(tmp_path, capsys):
     assert len({len(list(tune.trials(m))) for m in tune.GRIDS}) == 1
     out = tmp_path / "tune.csv"
     tune.main(["--config", str(EXPERIMENTS / "demo.yaml"), "--only", "lstm", "--workers", "1",
-               "--output", str(out), "budget.epochs=1"])
+               "--output", str(out), "--budget.epochs=1"])
     table = pd.read_csv(out)
     assert list(table["model"]) == ["lstm"] * len(list(tune.trials("lstm")))
     assert table["settings"].is_unique and table["mse"].notna().all()

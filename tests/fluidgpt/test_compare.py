@@ -24,21 +24,22 @@ from fluidgpt.sources.variants import paper_style_variant
 from tests.fluidgpt.conftest import mock_trajectories
 
 TINY = [
-    "models.gpt.model.preset=tiny", "models.lstm.model.preset=tiny-lstm",
-    "models.bilstm.model.preset=tiny-bilstm", "erosion.model.preset=tiny",
-    "budget.epochs=2", "budget.erosion_epochs=2", "split.n_folds=2",
-    "models.gpt.train.batch_size=4", "models.lstm.train.batch_size=4",
-    "models.bilstm.train.batch_size=4", "erosion.train.batch_size=4",
+    "--models.gpt.model.preset=tiny", "--models.lstm.model.preset=tiny-lstm",
+    "--models.bilstm.model.preset=tiny-bilstm", "--erosion.model.model.preset=tiny",
+    "--budget.epochs=2", "--budget.erosion_epochs=2", "--split.n_folds=2",
+    "--models.gpt.train.batch_size=4", "--models.lstm.train.batch_size=4",
+    "--models.bilstm.train.batch_size=4", "--erosion.model.train.batch_size=4",
 ]
 
 
-def tiny_experiment(tmp_path, *extra: str) -> dict:
+def tiny_experiment(tmp_path, *extra: str) -> C.Experiment:
     """An experiment over the mock dataset (24 cases, 4 particles, 6 steps, 10 faces) with
     the tiny networks, 2 epochs each: seconds on a CPU."""
     path = tmp_path / "mock.nc"
     if not path.exists():
         save_dataset(mock_trajectories(), path)
-    return C.load_experiment(None, [f"data.path={path}", f"output={tmp_path / 'out'}",
+    return C.load_experiment(None, [f"--data.path={path}",
+                                    f"--output={tmp_path / 'out' / 'compare.csv'}",
                                     *TINY, *extra])
 
 
@@ -71,7 +72,7 @@ def test_scalers_are_fitted_on_the_training_cases_only(mock_ds):
     data = case_tensors(mock_ds)
     split = make_split(mock_ds, "block", n_folds=2)
     config = C.load_experiment(None, TINY)
-    module = C.build_module("gpt", config["models"]["gpt"], data)
+    module = C.build_module("gpt", config.models["gpt"], data)
     dm = FluidDataModule(data, split, fold=0, batch_size=4)
     dm.fit_scalers(module)
     train = data.subset(split.train(0))
@@ -97,38 +98,67 @@ def test_datamodule_refuses_a_split_of_another_dataset(mock_ds):
 
 
 # -------------------------------------------------------------------------- configuration
-def test_experiment_merges_defaults_overrides_and_refuses_unknown_keys(tmp_path):
+def test_experiment_reads_yaml_then_overrides_and_refuses_unknown_keys(tmp_path):
     path = tmp_path / "exp.yaml"
-    path.write_text("split:\n  kind: random\nmodels:\n  gpt:\n    model: {d_model: 64}\n")
-    config = C.load_experiment(path, ["budget.seconds=12", "models.gpt.train.lr=3e-4"])
-    assert config["split"]["kind"] == "random" and config["budget"]["seconds"] == 12
-    assert config["budget"]["epochs"] == C.DEFAULTS["budget"]["epochs"]
-    assert config["models"]["gpt"]["model"] == {"preset": "fluidgpt", "d_model": 64}
-    assert config["models"]["gpt"]["train"]["lr"] == 3e-4
-    assert config["split"]["n_folds"] == C.DEFAULTS["split"]["n_folds"]
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sedd'\] in split"):
-        C.load_experiment(None, ["split.sedd=3"])
+    path.write_text("split:\n  kind: random\nmodels:\n  gpt:\n    class_path: "
+                    "fluidgpt.module.GPTModule\n    init_args:\n      model: {preset: "
+                    "fluidgpt, d_model: 64}\n")
+    config = C.load_experiment(path, ["--budget.seconds=12", "--models.gpt.train.lr=3e-4"])
+    defaults = C.Experiment()
+    assert config.split.kind == "random" and config.budget.seconds == 12
+    assert config.budget.epochs == defaults.budget.epochs
+    init = config.models["gpt"]["init_args"]
+    assert init["model"] == {"preset": "fluidgpt", "d_model": 64}
+    assert init["train"] == {"preset": "fluidgpt", "lr": 3e-4}  # the default's, plus lr
+    assert config.split.n_folds == defaults.split.n_folds
+    assert config.models["lstm"] == defaults.models["lstm"]
+    with pytest.raises(ConfigError, match=r"^split.sedd: unknown key"):
+        C.load_experiment(None, ["--split.sedd=3"])
     with pytest.raises(ConfigError, match="split.kind: each split must be one of"):
-        C.load_experiment(None, ["split.kind=stratified"])
+        C.load_experiment(None, ["--split.kind=stratified"])
     with pytest.raises(ConfigError, match="split.kind: each split must be one of"):
-        C.load_experiment(None, ["split.kind=[interior,interior]"])
+        C.load_experiment(None, ["--split.kind=[interior,interior]"])
     assert C.split_kinds("all") == ["interior", "block", "random"]
     assert C.split_kinds("interior,block") == C.split_kinds(["interior", "block"])
-    assert C.load_experiment(None)["split"]["kind"] == "interior"
-    with pytest.raises(ConfigError, match="erosion.inputs"):
-        C.load_experiment(None, ["erosion.inputs=[gpt,transformer]"])
-    with pytest.raises(ConfigError, match="section.key=value"):
-        C.load_experiment(None, ["budget.seconds"])
+    assert C.load_experiment(None).split.kind == "interior"
+    with pytest.raises(ConfigError, match="erosion.inputs: expected one of .*'transformer'"):
+        C.load_experiment(None, ["--erosion.inputs=[gpt,transformer]"])
     with pytest.raises(ConfigError, match="budget.epochs must be a positive number"):
-        C.load_experiment(None, ["budget.epochs=-3"])
+        C.load_experiment(None, ["--budget.epochs=-3"])
+    with pytest.raises(ConfigError, match="bilstm is bidirectional"):
+        C.load_experiment(None, ["--models.bilstm.model.preset=paper-lstm"])
+    with pytest.raises(ConfigError, match="models.gpt: expected a subclass of GPTModule"):
+        C.load_experiment(None, ["--models.gpt=fluidgpt.module.SequenceModule"])
     with pytest.raises(FileNotFoundError, match="no such experiment"):
         C.load_experiment(tmp_path / "missing.yaml")
 
 
 def test_network_keys_are_checked_by_the_network_config(mock_ds):
-    config = C.load_experiment(None, ["models.gpt.model.d_modle=64"])
+    with pytest.raises(ConfigError, match=r"^models.gpt.model.d_modle: unknown key"):
+        C.load_experiment(None, ["--models.gpt.model.d_modle=64"])
+    with pytest.raises(ConfigError, match="does not divide into 5 heads"):
+        C.load_experiment(None, ["--models.gpt.model.n_head=5"])
+    config = C.load_experiment(None)
+    section = {**config.models["gpt"], "init_args": {"model": {"d_modle": 64}}}
     with pytest.raises(ConfigError, match="d_modle"):
-        C.build_module("gpt", config["models"]["gpt"], case_tensors(mock_ds))
+        C.build_module("gpt", section, case_tensors(mock_ds))
+
+
+def test_a_section_sizes_its_network_from_the_data(mock_ds):
+    """The sizes come from the data; a section that writes one differently is refused."""
+    data = case_tensors(mock_ds)
+    config = C.load_experiment(None, TINY)
+    module = C.build_module("gpt", config.models["gpt"], data)
+    assert (module.config.n_particles, module.config.n_conditions) == (4, 4)
+    assert module.config.max_steps == 64  # the tiny preset's table covers the 6 steps
+    cnn = C.build_module("erosion", config.erosion.model, data)
+    assert (cnn.config.n_steps, cnn.config.n_faces) == (6, 10)
+    section = {**config.models["gpt"], "init_args": {"model": {"n_particles": 9}}}
+    with pytest.raises(ConfigError, match="come from the data"):
+        C.build_module("gpt", section, data)
+    no_maps = dataclasses.replace(data, erosion=None)
+    with pytest.raises(ConfigError, match="needs erosion_rate"):
+        C.build_module("erosion", config.erosion.model, no_maps)
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -217,8 +247,8 @@ EROSION_METRICS = {"r2", "rel_peak_error", "hotspot_distance_m", "rel_total_erro
 def test_compare_scores_the_erosion_surrogates_on_every_split(tmp_path):
     """knn and pod (conditions -> erosion, no trajectories) get erosion rows on every split,
     with the four erosion scores of every model that predicts the magnitude."""
-    config = tiny_experiment(tmp_path, "compare.models=[nearest,knn,pod]",
-                             "erosion.inputs=[cfd]")
+    config = tiny_experiment(tmp_path, "--compare.models=[nearest,knn,pod]",
+                             "--erosion.inputs=[cfd]")
     kinds = C.split_kinds("all")
     result = C.run_compare(config, "all", echo=lambda m: None)
     table = result.table
@@ -233,8 +263,8 @@ def test_compare_scores_the_erosion_surrogates_on_every_split(tmp_path):
         assert pred.shape == truth.erosion.shape and (pred >= 0).all()
     assert (table[table["model"].isin(["knn", "pod"])]["target"] == "erosion").all()
     assert np.isfinite(table["value"]).all()
-    with pytest.raises(ConfigError, match=r"compare.models: unknown \['podd'\]"):
-        C.load_experiment(None, ["compare.models=[gpt,podd]"])
+    with pytest.raises(ConfigError, match=r"compare.models: expected one of .*'podd'"):
+        C.load_experiment(None, ["--compare.models=[gpt,podd]"])
 
 
 def test_erosion_surrogates_never_see_the_test_maps(mock_ds):
@@ -255,7 +285,7 @@ def test_erosion_surrogates_never_see_the_test_maps(mock_ds):
 
 @pytest.mark.slow
 def test_compare_writes_the_tidy_table(tmp_path):
-    config = tiny_experiment(tmp_path, "erosion.inputs=[gpt,cfd]")
+    config = tiny_experiment(tmp_path, "--erosion.inputs=[gpt,cfd]")
     out = tmp_path / "compare.csv"
     result = C.run_compare(config, "block,random", out, echo=lambda m: None)
     table = pd.read_csv(out)

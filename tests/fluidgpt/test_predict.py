@@ -30,11 +30,12 @@ KINDS = {
 
 def _train(config, ds, kind, model_overrides, path):
     """One epoch of ``kind`` on the block split's non-test cases, saved to ``path``."""
-    data = case_tensors(ds, config["data"]["conditions"])
+    data = case_tensors(ds, config.data.conditions)
     split = C.split_of(ds, config, "block")
-    section = config["erosion"] if kind == "erosion" else config["models"][kind]
-    section = {**section, "model": {**section["model"], **model_overrides},
-               "train": {**section["train"], "max_epochs": 1}}
+    section = config.erosion.model if kind == "erosion" else config.models[kind]
+    init = section["init_args"]
+    section = {**section, "init_args": {"model": {**init["model"], **model_overrides},
+                                        "train": {**init["train"], "max_epochs": 1}}}
     module = C.build_module(kind, section, data)
     dm = FluidDataModule(data, split, None, 8)
     info = DataInfo.build(ds, data, split.trainval, split, None, "mock")
