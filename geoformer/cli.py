@@ -139,18 +139,28 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import forecast, write_forecast
+    from .perturbation import PERTURBATIONS
 
+    if args.members < 1:
+        raise ConfigError(f"--members must be at least 1, found {args.members}")
+    if not args.perturbation_scale >= 0:
+        raise ConfigError(f"--perturbation-scale must be >= 0, found {args.perturbation_scale}")
+    if args.perturbation not in PERTURBATIONS:
+        raise ConfigError(f"--perturbation must be one of {list(PERTURBATIONS)}, found "
+                          f"{args.perturbation!r}")
     if Path(args.output).exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     notes: list[str] = []
     ds = forecast(args.checkpoint, args.input, args.init, lead_time=args.lead_time,
                   every=args.every, batch_size=args.batch_size, device=args.device,
-                  notes=notes)
+                  notes=notes, members=args.members, perturbation=args.perturbation,
+                  perturbation_scale=args.perturbation_scale, seed=args.seed)
     for note in notes:
         print(f"note: {note}")
     path = write_forecast(ds, args.output, overwrite=args.overwrite)
     print(f"forecast: {path} ({ds.sizes['time']} initial time(s), "
-          f"{ds.sizes['prediction_timedelta']} lead time(s))")
+          f"{ds.sizes['prediction_timedelta']} lead time(s)"
+          + (f", {ds.sizes['number']} members)" if "number" in ds.dims else ")"))
     return 0
 
 
@@ -284,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--batch-size", type=int, default=1)
     fc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     fc.add_argument("--overwrite", action="store_true")
+    fc.add_argument("--members", type=int, default=1,
+                    help="ensemble size N: member 0 is the control, 1..N-1 are perturbed "
+                         "(default 1: a single forecast)")
+    fc.add_argument("--perturbation", default="perlin",
+                    help="initial-state perturbation for members > 0 (perlin: Pangu's "
+                         "fractal Perlin noise)")
+    fc.add_argument("--perturbation-scale", type=float, default=0.2,
+                    help="noise amplitude in standard deviations of each field (default 0.2)")
+    fc.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     fc.set_defaults(func=cmd_forecast)
 
     cl = sub.add_parser("climatology", help="a climatology for ACC and reference forecasts")

@@ -23,6 +23,7 @@ from . import __version__
 from .aggregation import aggregated_rollout, plans
 from .data import atomic_write_zarr
 from .module import GeoFormerModule, load_module
+from .perturbation import PERTURBATIONS, ensemble_noise
 from .regrid import regrid_conservative
 from .schema import VARIABLES, SchemaError, open_dataset, standardize, validate
 
@@ -143,7 +144,9 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
              data: xr.Dataset | str | Path, init_times: Sequence[Any],
              lead_time: str | int = "10d", every: str | int | None = None,
              batch_size: int = 1, device: str | None = None,
-             notes: list[str] | None = None) -> xr.Dataset:
+             notes: list[str] | None = None, members: int = 1,
+             perturbation: str = "perlin", perturbation_scale: float = 0.2,
+             seed: int = 0) -> xr.Dataset:
     """Forecast from each initial time out to ``lead_time``, every ``every`` hours.
 
     Lead-time models are chained by hierarchical temporal aggregation (fewest steps, shared
@@ -162,12 +165,23 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
         raise ValueError(f"the lead time ({lead} h) is not a multiple of every ({step} h)")
     leads = list(range(step, lead + 1, step))
     plans(leads, models.keys())  # unreachable lead times fail before any work
+    _check_ensemble(members, perturbation, perturbation_scale)
     reference = models[max(models)]
     ds = _prepare_input(data, reference, init_times, notes)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in models.values():
         m.to(device).eval()
     upper0, surface0 = _states(ds, reference)  # (T, [N,] V, Z, H, W), (T, [N,] S, H, W)
+    if members > 1:
+        if "number" in ds.dims:
+            raise ValueError("the input already has ensemble members (dim 'number'); "
+                             "use members=1 or an input without them")
+        upper0, surface0 = _perturbed(upper0, surface0, reference, members, perturbation,
+                                      perturbation_scale, seed)
+        ds = ds.expand_dims(number=np.arange(members))
+        notes.append(f"ensemble of {members} members: member 0 is the control, the others "
+                     f"add {perturbation} noise of scale {perturbation_scale} standard "
+                     f"deviations to the initial state (seed {seed})")
     lead_shape = upper0.shape[:-4]
     flat_u = upper0.reshape(-1, *upper0.shape[-4:])
     flat_s = surface0.reshape(-1, *surface0.shape[-3:])
@@ -185,6 +199,37 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
     out_u = out_u.reshape(*lead_shape, *out_u.shape[1:])
     out_s = out_s.reshape(*lead_shape, *out_s.shape[1:])
     return _to_dataset(ds, reference, models, out_u, out_s, leads, notes)
+
+
+def _check_ensemble(members: int, perturbation: str, scale: float) -> None:
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+        raise ValueError(f"members must be a whole number >= 1, found {members!r}")
+    if perturbation not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {perturbation!r}; known: {list(PERTURBATIONS)}")
+    if not scale >= 0:
+        raise ValueError(f"the perturbation scale must be >= 0, found {scale}")
+
+
+def _perturbed(upper: np.ndarray, surface: np.ndarray, module: GeoFormerModule, members: int,
+               perturbation: str, scale: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, V, Z, H, W), (T, S, H, W) -> (T, N, V, Z, H, W), (T, N, S, H, W).
+
+    The noise is drawn in normalised space and multiplied by each field's std, which is the
+    same as normalise, add, denormalise, but leaves the control member bit for bit unchanged.
+    """
+    norm = module.normalizer
+    std_u = norm.upper_std.detach().cpu().numpy()[:, :, None, None]  # (V, Z, 1, 1)
+    std_s = norm.surface_std.detach().cpu().numpy()[:, None, None]  # (S, 1, 1)
+    std_u, std_s = np.where(std_u > 0, std_u, 1), np.where(std_s > 0, std_s, 1)  # as Normalizer
+    lat, lon = module.contract.latitude, module.contract.longitude
+    out_u = np.empty((upper.shape[0], members, *upper.shape[1:]), np.float32)
+    out_s = np.empty((surface.shape[0], members, *surface.shape[1:]), np.float32)
+    for t in range(upper.shape[0]):
+        du, ds = ensemble_noise(members, upper.shape[1:3], surface.shape[1], lat, lon, scale,
+                                seed, draw=t, perturbation=perturbation)
+        out_u[t] = upper[t][None] + du * std_u  # (N, V, Z, H, W)
+        out_s[t] = surface[t][None] + ds * std_s  # (N, S, H, W)
+    return out_u, out_s
 
 
 def _to_dataset(ds: xr.Dataset, module: GeoFormerModule, models: Mapping[int, GeoFormerModule],
@@ -216,6 +261,9 @@ def _to_dataset(ds: xr.Dataset, module: GeoFormerModule, models: Mapping[int, Ge
     out["prediction_timedelta"].attrs = {"standard_name": "forecast_period",
                                          "long_name": "lead time"}
     out["valid_time"].attrs = {"standard_name": "time", "long_name": "valid time"}
+    if "number" in out.dims and not out["number"].attrs:
+        out["number"].attrs = {"standard_name": "realization",
+                               "long_name": "ensemble member (0: control)"}
     for name in ("level", "latitude", "longitude"):
         out[name].attrs = dict(ds[name].attrs)
     out.attrs = {

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from geoformer.cli import main
 
 
@@ -37,3 +39,40 @@ def test_info_explains_a_bad_configuration(capsys):
 def test_info_rejects_a_malformed_override(capsys):
     assert main(["info", "--set", "window"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_forecast_writes_a_perlin_ensemble(tmp_path, capsys):
+    import lightning as L
+    import xarray as xr
+
+    from tests.conftest import mock_era5, tiny_module
+
+    ds = mock_era5(n_time=4)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(tiny_module(ds, 6))
+    trainer.save_checkpoint(tmp_path / "m6.ckpt")
+    ds.to_zarr(tmp_path / "data.zarr", zarr_format=2)  # a v3 input fails on write (reported)
+    out = tmp_path / "ens.zarr"
+    assert main(["forecast", "--checkpoint", str(tmp_path / "m6.ckpt"), "--input",
+                 str(tmp_path / "data.zarr"), "--init", str(ds.time.values[0]),
+                 "--lead-time", "6h", "--output", str(out), "--members", "3",
+                 "--perturbation", "perlin", "--perturbation-scale", "0.1",
+                 "--seed", "4"]) == 0
+    assert "3 members" in capsys.readouterr().out
+    fc = xr.open_zarr(out)
+    assert fc.sizes["number"] == 3 and fc["number"].attrs["standard_name"] == "realization"
+    t = fc["temperature"].values
+    assert not (t[:, 1] == t[:, 0]).all()
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--members", "0"], "--members must be at least 1"),
+    (["--perturbation-scale", "-0.5"], "--perturbation-scale must be >= 0"),
+    (["--perturbation", "gaussian"], "--perturbation must be one of ['perlin']"),
+])
+def test_forecast_rejects_bad_ensemble_options(tmp_path, capsys, option, message):
+    code = main(["forecast", "--checkpoint", str(tmp_path / "none.ckpt"), "--input",
+                 str(tmp_path / "none.zarr"), "--init", "2000-01-01", "--output",
+                 str(tmp_path / "fc.zarr"), "--members", "2", *option])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -197,3 +197,66 @@ def test_scoring_refuses_a_training_period_that_overlaps_the_forecast(setup):
         evaluate(fc, ds, train_period=(t[0], t[6]), climatology_kind="time_mean")
     scores = evaluate(fc, ds, train_period=(t[0], t[3]), climatology_kind="time_mean")
     assert set(scores.forecast) == {"model", "persistence", "climatology", "damped_persistence"}
+
+
+def test_perlin_ensemble_has_the_control_first_and_a_number_dim(setup, tmp_path):
+    ds, models = setup
+    inits = ds.time.values[:2]
+    single = forecast(models, ds, inits, lead_time="12h", every="6h")
+    fc = forecast(models, ds, inits, lead_time="12h", every="6h", members=3,
+                  perturbation_scale=0.2, seed=5)
+    assert fc["temperature"].dims == ("time", "number", "prediction_timedelta", "level",
+                                      "latitude", "longitude")
+    assert fc["2m_temperature"].dims[:2] == ("time", "number")
+    assert list(fc["number"].values) == [0, 1, 2]
+    assert fc["number"].attrs["standard_name"] == "realization"
+    for name in single.data_vars:
+        np.testing.assert_array_equal(fc[name].sel(number=0).values, single[name].values)
+    t = fc["temperature"].values
+    assert np.isfinite(t).all()
+    assert not np.allclose(t[:, 1], t[:, 0]) and not np.allclose(t[:, 2], t[:, 1])
+    again = forecast(models, ds, inits, lead_time="12h", every="6h", members=3,
+                     perturbation_scale=0.2, seed=5)
+    xr.testing.assert_equal(again.drop_attrs(), fc.drop_attrs())
+    other = forecast(models, ds, inits, lead_time="12h", every="6h", members=3, seed=6)
+    assert not np.allclose(other["temperature"].values[:, 1], t[:, 1])
+    back = xr.open_zarr(write_forecast(fc, tmp_path / "ens.zarr"))
+    assert back["number"].attrs["standard_name"] == "realization"
+    assert back.sizes["number"] == 3
+
+
+def test_the_perturbation_is_scale_standard_deviations_of_each_field(setup):
+    from geoformer.forecast import _perturbed, _states
+    from geoformer.perturbation import ensemble_noise
+
+    ds, models = setup
+    module = models[24]
+    upper, surface = _states(ds.isel(time=[0]), module)  # (1, V, Z, H, W), (1, S, H, W)
+    pu, ps = _perturbed(upper, surface, module, 2, "perlin", 0.3, seed=1)
+    du, dsn = ensemble_noise(2, upper.shape[1:3], surface.shape[1], module.contract.latitude,
+                             module.contract.longitude, 0.3, 1)
+    norm_u, norm_s = module.normalizer.normalize(torch.from_numpy(pu[0]),
+                                                 torch.from_numpy(ps[0]))
+    base_u, base_s = module.normalizer.normalize(torch.from_numpy(upper),
+                                                 torch.from_numpy(surface))
+    np.testing.assert_allclose((norm_u - base_u).numpy(), du, atol=1e-3)
+    np.testing.assert_allclose((norm_s - base_s).numpy(), dsn, atol=1e-3)
+    assert np.abs(du[1]).max() > 0.05
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(members=0), "members must be a whole number >= 1"),
+    (dict(members=2, perturbation_scale=-1.0), "scale must be >= 0"),
+    (dict(members=2, perturbation="bred"), "unknown perturbation 'bred'"),
+])
+def test_bad_ensemble_settings_fail_before_any_work(setup, kwargs, message):
+    ds, models = setup
+    with pytest.raises(ValueError, match=message):
+        forecast(models, ds, ds.time.values[:1], lead_time="6h", **kwargs)
+
+
+def test_an_input_with_members_cannot_be_perturbed_again(setup):
+    ds, models = setup
+    members = xr.concat([ds, ds], dim=pd.Index([0, 1], name="number"))
+    with pytest.raises(ValueError, match="already has ensemble members"):
+        forecast(models, members, ds.time.values[:1], lead_time="6h", members=2)
