@@ -25,13 +25,10 @@ import pandas as pd
 from fluidgpt.compare import (
     Runner,
     _trajectory_scores,
-    load_data,
     load_experiment,
-    split_of,
     trajectory_jobs,
-    tuning_view,
 )
-from fluidgpt.datamodule import case_tensors
+from fluidgpt.compare.config import load_tuning_view
 
 #: (section, key) of the model's init_args -> values; every model's grid has 6 trials.
 GRIDS = {
@@ -62,13 +59,7 @@ def main(argv=None) -> None:
                     help="tune these models only (default: all)")
     args, overrides = ap.parse_known_args(argv)  # the rest: --section.key=value
 
-    config = load_experiment(args.config, overrides)
-    overrides = [*overrides, "--split.kind=interior",
-                 f"--split.n_folds={max(3, config.split.n_folds)}"]
-    config = load_experiment(args.config, overrides)
-    ds = load_data(config)
-    data = case_tensors(ds, config.data.conditions)
-    ds, data, split = tuning_view(ds, data, split_of(ds, config, "interior"))
+    config, _, _, ds, data, split = load_tuning_view(args.config, overrides)
     print(split.description, f"({len(split.trainval)} training, {len(split.test)} scored)")
     truth = data.subset(split.test)
 

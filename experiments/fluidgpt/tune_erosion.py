@@ -24,13 +24,10 @@ from fluidgpt.compare import (
     _erosion_scores,
     _surrogate,
     erosion_job,
-    load_data,
     load_experiment,
-    split_of,
-    tuning_view,
     wall_geometry,
 )
-from fluidgpt.datamodule import case_tensors
+from fluidgpt.compare.config import load_tuning_view
 
 #: (section, key) -> values: 8 trials ("model": the erosion network's settings, replacing
 #: the experiment's; "budget": the experiment's budget section).
@@ -64,13 +61,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-epochs", type=int, default=None,
                     help="cap every trial's epochs (a quick check of the script)")
     args, overrides = ap.parse_known_args(argv)  # the rest: --section.key=value
-    config = load_experiment(args.config, overrides)
-    overrides = [*overrides, "--split.kind=interior",
-                 f"--split.n_folds={max(3, config.split.n_folds)}"]
-    config = load_experiment(args.config, overrides)
-    ds = load_data(config)
-    data = case_tensors(ds, config.data.conditions)
-    view_ds, view, split = tuning_view(ds, data, split_of(ds, config, "interior"))
+    config, ds, data, view_ds, view, split = load_tuning_view(args.config, overrides)
     print(split.description)
     truth, wall = view.subset(split.test), wall_geometry(view_ds)
     jobs, rows = [], []

@@ -23,11 +23,12 @@ from jsonargparse import ActionConfigFile, Namespace
 
 from ..config import ConfigError, TrainConfig
 from ..data import Split, SplitSettings, load_cases, split_kinds
-from ..datamodule import CaseTensors
+from ..datamodule import CaseTensors, case_tensors
 from ..module import ErosionModule, GPTModule, SequenceModule
 from ..parsing import ExperimentParser, one_line_errors
 
 __all__ = [
+    "load_tuning_view",
     "TRAJECTORY_MODELS",
     "EROSION_SURROGATES",
     "COMPARE_MODELS",
@@ -316,3 +317,16 @@ def tuning_view(ds: xr.Dataset, data: CaseTensors,
                  tuple(at(f) for f in split.folds[1:]), split.seed,
                  f"tuning on {split.description}: scored on fold 0, test cases left out")
     return ds.isel(case=keep), data.subset(keep), view
+
+
+def load_tuning_view(path: str | Path, overrides: Sequence[str] = ()):
+    """The experiment at ``path`` (with ``overrides``) on the interior split with at least 3
+    folds, reduced by :func:`tuning_view`: (config, full dataset, full tensors, view dataset,
+    view tensors, view split). What experiments/fluidgpt/tune*.py score trials on."""
+    config = load_experiment(path, overrides)
+    overrides = [*overrides, "--split.kind=interior",
+                 f"--split.n_folds={max(3, config.split.n_folds)}"]
+    config = load_experiment(path, overrides)
+    ds = load_data(config)
+    data = case_tensors(ds, config.data.conditions)
+    return (config, ds, data, *tuning_view(ds, data, split_of(ds, config, "interior")))
