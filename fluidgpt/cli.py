@@ -233,8 +233,16 @@ def cmd_demo(argv: Sequence[str]) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with the one-line error policy: ``prog: message`` on stderr, exit 2, no usage
+    block (``--help`` still shows it). Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="fluidgpt",
         description="FLUID-GPT: particle trajectories (GPT-2) and wall erosion (CNN) from CFD "
                     "conditions, with LSTM/BiLSTM and nearest-case baselines.")

@@ -240,8 +240,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with the one-line error policy: ``prog: message`` on stderr, exit 2, no usage
+    block (``--help`` still shows it). Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="geoformer",
         description="Pangu-Weather's 3D Earth-specific transformer: network, training, "
                     "forecasts and scores.")

@@ -76,3 +76,22 @@ def test_forecast_rejects_bad_ensemble_options(tmp_path, capsys, option, message
                  str(tmp_path / "fc.zarr"), "--members", "2", *option])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["plot", "--forecast", "f.zarr", "--truth", "t.zarr", "--output", "o.png",
+     "--coastlines", "maybe"],
+    ["plot", "--forecast", "f.zarr", "--truth", "t.zarr", "--output", "o.png",
+     "--projection", "mercator"],
+    ["forecast", "--no-such-option"],
+])
+def test_an_argparse_error_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+    from geoformer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("geoformer ") and "usage" not in err
+    assert not (tmp_path / "o.png").exists()
