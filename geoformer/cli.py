@@ -15,7 +15,7 @@ import yaml
 from . import __version__
 from .config import PRESETS, ConfigError, GeoFormerConfig
 
-__all__ = ["main", "parse_grid", "parse_overrides"]
+__all__ = ["main", "parse_grid", "info_parser"]
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -27,17 +27,6 @@ def parse_grid(text: str) -> tuple[int, int]:
             f"grid must be written HxW (latitudes x longitudes), e.g. 121x240; found {text!r}"
         ) from None
     return h, w
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """['window=[2,6,10]', 'embed_dim=96'] -> {'window': [2, 6, 10], 'embed_dim': 96}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. window=[2,6,10]), found {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _time_step(config: GeoFormerConfig, repeats: int = 2) -> dict[str, float]:
@@ -93,13 +82,43 @@ def run_training(argv: Sequence[str]) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def info_parser():
+    """``geoformer info``'s parser: jsonargparse, typed by :class:`~geoformer.config.Network`
+    (the ``model.network`` section of an experiment), with one-line errors."""
+    from .config import Network
+    from .train import OneLineErrorParser
+
+    parser = OneLineErrorParser(
+        prog="geoformer info", description="parameter count, token grids, window types and "
+                                           "memory of a configuration")
+    parser.add_argument("--config", action="config", help="a YAML file of these options")
+    parser.add_argument("--preset", default="pangu", choices=sorted(PRESETS),
+                        help="named configuration (default: pangu, the released 0.25 deg model)")
+    parser.add_class_arguments(Network, "network", skip={"preset"})
+    parser.add_argument("--grid", type=str | None, default=None,
+                        help="grid as HxW, e.g. 121x240")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the activation-memory estimate")
+    parser.add_argument("--time", action="store_true",
+                        help="also time a forward pass and a training step at batch 1 "
+                             "(allocates real memory: use small grids on a CPU)")
+    return parser
+
+
+def run_info(argv: Sequence[str]) -> int:
+    """``geoformer info --preset P [--grid HxW] [--network.FIELD=VALUE ...]``."""
     from .summary import format_summary, summarize
 
-    overrides = parse_overrides(args.set or [])
-    if args.grid:
-        overrides["grid"] = args.grid
-    config = GeoFormerConfig.from_preset(args.preset, **overrides)
+    args = info_parser().parse_args(list(argv))
+    overrides = {k: v for k, v in vars(args.network).items() if v is not None}
+    try:
+        if args.grid:
+            overrides["grid"] = parse_grid(args.grid)
+        config = GeoFormerConfig.from_preset(args.preset, **overrides)
+    except (ValueError, argparse.ArgumentTypeError) as err:
+        print(f"geoformer info: {err}", file=sys.stderr)
+        return 2
     summary = summarize(config, memory=not args.no_memory)
     if args.time:
         summary["timing_batch1"] = _time_step(config)
@@ -256,20 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"geoformer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    info = sub.add_parser(
-        "info", help="parameter count, token grids, window types and memory of a configuration")
-    info.add_argument("--preset", default="pangu", choices=sorted(PRESETS),
-                      help="named configuration (default: pangu, the released 0.25 deg model)")
-    info.add_argument("--grid", type=parse_grid, help="grid as HxW, e.g. 121x240")
-    info.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="override any configuration field, e.g. --set window=[2,6,10]")
-    info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.add_argument("--no-memory", action="store_true",
-                      help="skip the activation-memory estimate")
-    info.add_argument("--time", action="store_true",
-                      help="also time a forward pass and a training step at batch 1 "
-                           "(allocates real memory: use small grids on a CPU)")
-    info.set_defaults(func=cmd_info)
+    sub.add_parser("info", add_help=False,
+                   help="parameter count, token grids, window types and memory of a "
+                        "configuration (see geoformer info --help)")
 
     ds = sub.add_parser("dataset", help="build the Held-Suarez dataset or convert data to a "
                                         "training store")
@@ -373,6 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINING:
         return run_training(argv)
+    if argv and argv[0] == "info":
+        try:
+            return run_info(argv[1:])
+        except SystemExit as stop:  # --help, or a parse error (already printed as one line)
+            return stop.code if isinstance(stop.code, int) else 0
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

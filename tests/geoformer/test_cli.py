@@ -18,7 +18,7 @@ def test_info_json_reports_the_released_model(capsys):
 
 
 def test_info_text_with_grid_and_override(capsys):
-    assert main(["info", "--preset", "pangu", "--grid", "121x240", "--set", "window=[2,6,10]",
+    assert main(["info", "--preset", "pangu", "--grid", "121x240", "--network.window=[2,6,10]",
                  "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "121 x 240" in out and "window (2, 6, 10)" in out and "shift (1, 3, 5)" in out
@@ -36,9 +36,23 @@ def test_info_explains_a_bad_configuration(capsys):
     assert "longitude" in err and "window 12" in err
 
 
-def test_info_rejects_a_malformed_override(capsys):
-    assert main(["info", "--set", "window"]) == 2
-    assert "KEY=VALUE" in capsys.readouterr().err
+@pytest.mark.parametrize("args, expected", [
+    (["--network.window=2"], "network.window: expected tuple[int, int, int] or null, got '2'"),
+    (["--network.windw=[2,6,10]"], "did you mean 'network.window'"),
+    (["--grid", "121"], "grid must be written HxW"),
+    (["--preset", "huge"], "huge"),
+])
+def test_info_rejects_a_malformed_option_in_one_line(capsys, args, expected):
+    assert main(["info", *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_info_reads_a_network_section_from_yaml(tmp_path, capsys):
+    (tmp_path / "net.yaml").write_text("preset: pangu\ngrid: 121x240\n"
+                                       "network:\n  window: [2, 6, 10]\n")
+    assert main(["info", "--config", str(tmp_path / "net.yaml"), "--no-memory"]) == 0
+    assert "window (2, 6, 10)" in capsys.readouterr().out
 
 
 def test_forecast_writes_a_perlin_ensemble(tmp_path, capsys):
