@@ -1,17 +1,18 @@
 """The sweep recipe: geometry, fluid, particles, erosion feed and the design of the cases.
 
 A recipe is a YAML file (datasets/elbow_erosion/recipe.yaml) read into frozen dataclasses;
-unknown keys are an error. ``profiles`` in the file are named overrides (deep-merged), e.g.
-the small shipped sample or the tiny raw case of the reader tests.
+every key and type is checked by jsonargparse (unknown keys are an error). ``profiles`` in the
+file are named overrides layered over the base, e.g. the small shipped sample or the tiny raw
+case of the reader tests.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
 import math
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -262,92 +263,62 @@ def _check_feed(f: FeedSettings, p: ParticleSettings) -> None:
         raise ValueError(f"feed.solids_mass_flow must be > 0, got {f.solids_mass_flow}")
 
 
-def _build(cls, values: dict | None, where: str):
-    values = dict(values or {})
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(names)}")
-    for f in fields(cls):
-        if f.name in values:
-            values[f.name] = _coerce(values[f.name], str(f.type), f"{where}.{f.name}")
-    return cls(**values)
+def _recipe_parser():
+    """A jsonargparse parser typed by :class:`Recipe`: every key and type checked, errors as
+    one line (``recipe.fluid.density: expected float, found 'heavy'``)."""
+    from ..parsing import ExperimentParser
+
+    parser = ExperimentParser(exit_on_error=False)
+    parser.add_argument("--recipe", type=Recipe)
+    return parser
 
 
-_SCALARS = {"float": float, "int": int, "str": str}
+def _recipe_error(err: Exception) -> ValueError:
+    line = getattr(err, "line", None) or " ".join(str(err).split())
+    return ValueError(line if line.startswith("recipe") else f"recipe: {line}")
 
 
-def _coerce(value, annotation: str, where: str):
-    """Convert a YAML value to the annotated type (PyYAML reads 5.2e6 as a string)."""
-    try:
-        if annotation.startswith("tuple["):
-            cast = _SCALARS[annotation[6:].split(",")[0].strip(" ]")]
-            return tuple(cast(v) for v in _as_list(value))
-        cast = _SCALARS.get(annotation)
-        if cast is int and float(value) != int(float(value)):
-            raise ValueError("not a whole number")
-        return cast(float(value)) if cast is int else cast(value) if cast else value
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: cannot read {value!r} as {annotation} ({e})") from None
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "conditions":
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def _check_ranges(conditions: dict) -> None:
+    """A {min, max} condition's own error, named (jsonargparse would report the whole union
+    of a condition's types)."""
+    for name, value in conditions.items():
+        if isinstance(value, dict):
+            try:
+                ConditionRange(**value)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"recipe.conditions.{name}: {err}") from None
 
 
 def recipe_from_dict(data: dict, profile: str | None = None) -> Recipe:
-    """Build a Recipe from a parsed YAML mapping, applying the named profile if given."""
+    """Build a Recipe from a parsed YAML mapping, applying the named profile if given.
+
+    A profile is parsed over the base recipe as a second configuration layer (jsonargparse
+    merges the nested sections; a profile's ``conditions`` replace the base's whole, since a
+    profile's design may need values where the base has ranges).
+    """
     data = dict(data)
     profiles = data.pop("profiles", {}) or {}
-    if profile is not None:
-        if profile not in profiles:
-            raise ValueError(f"unknown recipe profile {profile!r}; the recipe has "
-                             f"{sorted(profiles)}")
-        data = _merge(data, profiles[profile])
-    known = {f.name for f in fields(Recipe)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"recipe: unknown keys {unknown}; expected some of {sorted(known)}")
+    if profile is not None and profile not in profiles:
+        raise ValueError(f"unknown recipe profile {profile!r}; the recipe has "
+                         f"{sorted(profiles)}")
     if "name" not in data or "conditions" not in data:
         raise ValueError("recipe: 'name' and 'conditions' are required")
-    name = data["name"] + (f"-{profile}" if profile else "")
-    return Recipe(
-        name=name,
-        description=str(data.get("description", "")).strip(),
-        conditions={k: _condition_values(v, f"recipe.conditions.{k}") for k, v in
-                    data["conditions"].items()},
-        design=_build(Design, data.get("design"), "recipe.design"),
-        inert={k: tuple(float(x) for x in _as_list(v)) for k, v in
-               (data.get("inert") or {}).items()},
-        geometry=_build(ElbowGeometry, data.get("geometry"), "recipe.geometry"),
-        fluid=_build(FluidSettings, data.get("fluid"), "recipe.fluid"),
-        particles=_build(ParticleSettings, data.get("particles"), "recipe.particles"),
-        feed=_build(FeedSettings, data.get("feed"), "recipe.feed"),
-        erosion=_build(ErosionSettings, data.get("erosion"), "recipe.erosion"),
-        noise_ceiling=_build(NoiseCeiling, data.get("noise_ceiling"), "recipe.noise_ceiling"),
-        nice=int(data.get("nice", 10)),
-    )
-
-
-def _condition_values(v, where: str):
-    if isinstance(v, dict):
-        try:
-            return _build(ConditionRange, v, where)
-        except (TypeError, ValueError) as e:
-            message = str(e)
-            raise ValueError(message if message.startswith(where) else f"{where}: {message}"
-                             ) from None
-    return tuple(float(x) for x in _as_list(v))
-
-
-def _as_list(v):
-    return v if isinstance(v, (list, tuple)) else [v]
+    if profile is not None:
+        data["name"] = f"{data['name']}-{profile}"
+    for layer in (data, profiles.get(profile) or {}):
+        _check_ranges(layer.get("conditions") or {})
+    parser = _recipe_parser()
+    try:
+        cfg = parser.parse_object({"recipe": data})
+        if profile is not None:
+            layer = dict(profiles[profile])
+            if "conditions" in layer:
+                cfg.recipe.conditions = None
+            cfg = parser.parse_object({"recipe": layer}, namespace=cfg)
+        recipe = parser.instantiate(cfg).recipe
+    except (ValueError, TypeError) as err:
+        raise _recipe_error(err) from None
+    return dataclasses.replace(recipe, description=recipe.description.strip())
 
 
 def load_recipe(path, profile: str | None = None) -> Recipe:

@@ -90,9 +90,9 @@ def test_design_checked(recipe_dict):
 
 def test_recipe_rejects_unknown_keys(recipe_dict):
     bad = {**recipe_dict, "particles": {**recipe_dict["particles"], "tracekd": 3}}
-    with pytest.raises(ValueError, match=r"recipe.particles: unknown keys \['tracekd'\]"):
+    with pytest.raises(ValueError, match=r"^recipe.particles.tracekd: unknown key"):
         recipe_from_dict(bad)
-    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+    with pytest.raises(ValueError, match=r"recipe.colour: unknown key"):
         recipe_from_dict({**recipe_dict, "colour": "red"})
     with pytest.raises(ValueError, match="unknown recipe profile 'huge'"):
         recipe_from_dict(recipe_dict, "huge")
@@ -127,7 +127,7 @@ def test_recipe_yaml_numbers_coerced(recipe_dict):
     # PyYAML reads 5.2e6 (no sign in the exponent) as a string
     erosion = {**recipe_dict["erosion"], "flow_stress": "5.2e6"}
     assert recipe_from_dict({**recipe_dict, "erosion": erosion}).erosion.flow_stress == 5.2e6
-    with pytest.raises(ValueError, match="cannot read 'lots' as float"):
+    with pytest.raises(ValueError, match="^recipe.erosion.psi: expected float, found 'lots'"):
         recipe_from_dict({**recipe_dict, "erosion": {**erosion, "psi": "lots"}})
 
 
@@ -285,7 +285,7 @@ def test_erosion_case_is_polydisperse_and_turbulent(tmp_path):
     ("size_classes", 0, "feed.size_classes must be >= 1"),
     ("size_range", [1.2, 3.0], "feed.size_range"),
     ("solids_mass_flow", -1.0, "feed.solids_mass_flow must be > 0"),
-    ("colour", "red", r"recipe.feed: unknown keys \['colour'\]"),
+    ("colour", "red", r"recipe.feed.colour: unknown key"),
 ])
 def test_feed_checked(recipe_dict, key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -386,5 +386,5 @@ def test_condition_range_errors_name_the_condition(recipe_dict):
     with pytest.raises(ValueError, match=r"^recipe.conditions.particle_density: a condition"):
         recipe_from_dict({**recipe_dict, "conditions": bad})
     bad = {**recipe_dict["conditions"], "particle_density": {"min": 1.0, "mx": 2.0}}
-    with pytest.raises(ValueError, match=r"recipe.conditions.particle_density: unknown keys"):
+    with pytest.raises(ValueError, match=r"recipe.conditions.particle_density: .*unexpected keyword argument 'mx'"):
         recipe_from_dict({**recipe_dict, "conditions": bad})
