@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_dataset": "data", "make_split": "data", "Split": "data",
     "open_dataset": "schema", "save_dataset": "schema", "validate": "schema",
-    "case_tensors": "datamodule", "CaseTensors": "datamodule", "FluidDataModule": "datamodule",
+    "case_tensors": "casetensors", "CaseTensors": "casetensors", "FluidDataModule": "datamodule",
     "FluidGPT": "gpt", "NearestCase": "baselines",
     "InverseDistanceErosion": "surrogates", "PODErosion": "surrogates",
     "GPTModule": "module", "SequenceModule": "module", "ErosionModule": "module",
@@ -32,7 +32,7 @@ _EXPORTS = {
     "GPTConfig": "config", "LSTMConfig": "config", "ErosionConfig": "config",
     "TrainConfig": "config",
     "load_experiment": "compare", "Experiment": "compare", "run_fit": "fitcli",
-    "run_compare": "compare", "CaseDataModule": "casedata", "DataContract": "datamodule",
+    "run_compare": "compare", "CaseDataModule": "casedata", "DataContract": "casetensors",
     "evaluate_checkpoints": "compare",
     "load_pipeline": "predict", "write_prediction": "predict",
     "trajectory_scores": "metrics", "erosion_scores": "metrics",

@@ -8,9 +8,10 @@ the model (``apply_on="instantiate"``), never written twice.
 
 from __future__ import annotations
 
+from .casetensors import case_tensors
 from .config import ConfigError
 from .data import SplitSettings, load_cases
-from .datamodule import FluidDataModule, case_tensors
+from .datamodule import FluidDataModule
 
 __all__ = ["CaseDataModule"]
 

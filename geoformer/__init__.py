@@ -21,12 +21,13 @@ _LAZY = {
     "GeoDataModule": "data",
     "Normalizer": "normalization",
     "compute_statistics": "normalization",
+    "State": "state",
     "GeoFormerModule": "module",
     "load_module": "module",
     "plan": "aggregation",
     "write_forecast": "forecast",
     "evaluate": "evaluation",
-    "score_table": "metrics",
+    "score_table": "scores",
     "compute_climatology": "climatology",
 }
 

@@ -30,6 +30,7 @@ from .normalization import (
     normalized_constants,
 )
 from .schema import STATIC, SURFACE, UPPER_AIR, VARIABLES, SchemaError, standardize, validate
+from .state import State
 
 __all__ = [
     "atomic_write_zarr",
@@ -172,37 +173,31 @@ class ForecastPairs(Dataset):
         if in_memory is None:
             in_memory = nbytes < 4 * 2**30
         self.ds = ds
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
-        if in_memory:  # one (T, V, Z, H, W) and one (T, S, H, W) array: fast indexing
-            ds = ds.load()
-            self._arrays = (
-                np.stack([ds[v].transpose("time", "level", "latitude", "longitude").values
-                          for v in self.upper_vars], axis=1).astype(np.float32),
-                np.stack([ds[v].transpose("time", "latitude", "longitude").values
-                          for v in self.surface_vars], axis=1).astype(np.float32))
+        self._all: State | None = None
+        if in_memory:  # one (T, V, Z, H, W) and one (T, S, H, W) tensor: fast indexing
+            self._all = State.from_xarray(ds.load(), self.upper_vars, self.surface_vars,
+                                          dims=("time",))
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _state(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._arrays is not None:
-            return self._arrays[0][i], self._arrays[1][i]
-        snap = self.ds.isel(time=i)
-        upper = np.stack([snap[v].transpose("level", "latitude", "longitude").values
-                          for v in self.upper_vars])  # (V, Z, H, W)
-        surface = np.stack([snap[v].transpose("latitude", "longitude").values
-                            for v in self.surface_vars])  # (S, H, W)
-        return upper.astype(np.float32), surface.astype(np.float32)
+    def _state(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state at time index ``i``: (V, Z, H, W), (S, H, W)."""
+        if self._all is not None:
+            return self._all.upper[i], self._all.surface[i]
+        one = State.from_xarray(self.ds.isel(time=i), self.upper_vars, self.surface_vars,
+                                dims=())
+        return one.upper, one.surface
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         first, *targets = self.index[item]
         upper, surface = self._state(first)
         later = [self._state(j) for j in targets]
         return {
-            "upper": torch.from_numpy(upper),
-            "surface": torch.from_numpy(surface),
-            "target_upper": torch.from_numpy(np.stack([u for u, _ in later])),
-            "target_surface": torch.from_numpy(np.stack([s for _, s in later])),
+            "upper": upper,
+            "surface": surface,
+            "target_upper": torch.stack([u for u, _ in later]),  # (steps, V, Z, H, W)
+            "target_surface": torch.stack([s for _, s in later]),  # (steps, S, H, W)
             "time": torch.tensor(self.times[first].value, dtype=torch.int64),
         }
 

@@ -13,7 +13,6 @@ import pandas as pd
 import xarray as xr
 
 from .climatology import compute_climatology
-from .metrics import score_table
 from .references import (
     climatology_forecast,
     damped_persistence,
@@ -21,6 +20,7 @@ from .references import (
     persistence,
 )
 from .schema import SchemaError, open_dataset, standardize
+from .scores import score_table
 
 __all__ = ["REFERENCES", "evaluate"]
 

@@ -25,7 +25,9 @@ from .data import atomic_write_zarr
 from .module import GeoFormerModule, load_module
 from .perturbation import PERTURBATIONS, ensemble_noise
 from .regrid import regrid_conservative
-from .schema import VARIABLES, SchemaError, open_dataset, standardize, validate
+from .rollout import Step
+from .schema import SchemaError, open_dataset, standardize, validate
+from .state import State
 
 __all__ = ["parse_hours", "load_models", "forecast", "write_forecast"]
 
@@ -131,15 +133,6 @@ def _select_inits(ds: xr.Dataset, init_times: Sequence[Any], source: str) -> xr.
     return ds
 
 
-def _states(ds: xr.Dataset, module: GeoFormerModule) -> tuple[np.ndarray, np.ndarray]:
-    c = module.config
-    upper = np.stack([ds[v].transpose(..., "level", "latitude", "longitude").values
-                      for v in c.upper_vars], axis=-4)  # (..., V, Z, H, W)
-    surface = np.stack([ds[v].transpose(..., "latitude", "longitude").values
-                        for v in c.surface_vars], axis=-3)  # (..., S, H, W)
-    return upper.astype(np.float32), surface.astype(np.float32)
-
-
 def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
              data: xr.Dataset | str | Path, init_times: Sequence[Any],
              lead_time: str | int = "10d", every: str | int | None = None,
@@ -171,34 +164,40 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in models.values():
         m.to(device).eval()
-    upper0, surface0 = _states(ds, reference)  # (T, [N,] V, Z, H, W), (T, [N,] S, H, W)
+    c = reference.config
+    state = State.from_xarray(ds, c.upper_vars, c.surface_vars)  # dims (time, [number])
     if members > 1:
-        if "number" in ds.dims:
+        if "number" in state.dims:
             raise ValueError("the input already has ensemble members (dim 'number'); "
                              "use members=1 or an input without them")
-        upper0, surface0 = _perturbed(upper0, surface0, reference, members, perturbation,
-                                      perturbation_scale, seed)
-        ds = ds.expand_dims(number=np.arange(members))
+        state = _perturbed(state, reference, members, perturbation, perturbation_scale, seed)
         notes.append(f"ensemble of {members} members: member 0 is the control, the others "
                      f"add {perturbation} noise of scale {perturbation_scale} standard "
                      f"deviations to the initial state (seed {seed})")
-    lead_shape = upper0.shape[:-4]
-    flat_u = upper0.reshape(-1, *upper0.shape[-4:])
-    flat_s = surface0.reshape(-1, *surface0.shape[-3:])
-    out_u = np.empty((flat_u.shape[0], len(leads), *flat_u.shape[1:]), np.float32)
-    out_s = np.empty((flat_s.shape[0], len(leads), *flat_s.shape[1:]), np.float32)
     steps = {h: m.forecast_step for h, m in models.items()}
+    out = _run(steps, state, leads, batch_size, device)  # dims (time, [number,] lead)
+    return _to_dataset(out, ds, models, notes)
+
+
+def _run(steps: Mapping[int, Step], state: State, leads: list[int], batch_size: int,
+         device: str) -> State:
+    """Initial states (*B, ...) -> forecasts (*B, L, ...) at ``leads`` hours, computed
+    ``batch_size`` initial states at a time on ``device`` and gathered on the CPU."""
+    flat = state.flatten()  # (B, V, Z, H, W), (B, S, H, W)
+    B, L = len(flat), len(leads)
+    upper = torch.empty(B, L, *flat.upper.shape[1:], dtype=torch.float32)  # (B, L, V, Z, H, W)
+    surface = torch.empty(B, L, *flat.surface.shape[1:], dtype=torch.float32)  # (B, L, S, H, W)
     position = {h: i for i, h in enumerate(leads)}
     with torch.no_grad():
-        for start in range(0, flat_u.shape[0], batch_size):
-            u = torch.from_numpy(flat_u[start:start + batch_size]).to(device)
-            s = torch.from_numpy(flat_s[start:start + batch_size]).to(device)
-            for h, (fu, fs) in aggregated_rollout(steps, u, s, leads):
-                out_u[start:start + len(u), position[h]] = fu.float().cpu().numpy()
-                out_s[start:start + len(u), position[h]] = fs.float().cpu().numpy()
-    out_u = out_u.reshape(*lead_shape, *out_u.shape[1:])
-    out_s = out_s.reshape(*lead_shape, *out_s.shape[1:])
-    return _to_dataset(ds, reference, models, out_u, out_s, leads, notes)
+        for start in range(0, B, batch_size):
+            part = flat[start:start + batch_size].to(device)
+            for h, (u, s) in aggregated_rollout(steps, part.upper, part.surface, leads):
+                upper[start:start + len(part), position[h]] = u.float().cpu()
+                surface[start:start + len(part), position[h]] = s.float().cpu()
+    lead = pd.to_timedelta(leads, unit="h").values
+    out = flat.replace(upper=upper, surface=surface, dims=("batch", "prediction_timedelta"),
+                       coords={"prediction_timedelta": lead})
+    return out.unflatten(state)
 
 
 def _check_ensemble(members: int, perturbation: str, scale: float) -> None:
@@ -210,9 +209,10 @@ def _check_ensemble(members: int, perturbation: str, scale: float) -> None:
         raise ValueError(f"the perturbation scale must be >= 0, found {scale}")
 
 
-def _perturbed(upper: np.ndarray, surface: np.ndarray, module: GeoFormerModule, members: int,
-               perturbation: str, scale: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(T, V, Z, H, W), (T, S, H, W) -> (T, N, V, Z, H, W), (T, N, S, H, W).
+def _perturbed(state: State, module: GeoFormerModule, members: int, perturbation: str,
+               scale: float, seed: int) -> State:
+    """Initial states (T, V, Z, H, W), (T, S, H, W) -> an ensemble (T, N, V, Z, H, W),
+    (T, N, S, H, W) with dims (time, number); member 0 is the state itself.
 
     The noise is drawn in normalised space and multiplied by each field's std, which is the
     same as normalise, add, denormalise, but leaves the control member bit for bit unchanged.
@@ -222,6 +222,7 @@ def _perturbed(upper: np.ndarray, surface: np.ndarray, module: GeoFormerModule, 
     std_s = norm.surface_std.detach().cpu().numpy()[:, None, None]  # (S, 1, 1)
     std_u, std_s = np.where(std_u > 0, std_u, 1), np.where(std_s > 0, std_s, 1)  # as Normalizer
     lat, lon = module.contract.latitude, module.contract.longitude
+    upper, surface = state.upper.numpy(), state.surface.numpy()
     out_u = np.empty((upper.shape[0], members, *upper.shape[1:]), np.float32)
     out_s = np.empty((surface.shape[0], members, *surface.shape[1:]), np.float32)
     for t in range(upper.shape[0]):
@@ -229,33 +230,21 @@ def _perturbed(upper: np.ndarray, surface: np.ndarray, module: GeoFormerModule, 
                                 seed, draw=t, perturbation=perturbation)
         out_u[t] = upper[t][None] + du * std_u  # (N, V, Z, H, W)
         out_s[t] = surface[t][None] + ds * std_s  # (N, S, H, W)
-    return out_u, out_s
+    return state.replace(upper=torch.from_numpy(out_u), surface=torch.from_numpy(out_s),
+                         dims=(*state.dims, "number"),
+                         coords={**state.coords, "number": np.arange(members)})
 
 
-def _to_dataset(ds: xr.Dataset, module: GeoFormerModule, models: Mapping[int, GeoFormerModule],
-                upper: np.ndarray, surface: np.ndarray, leads: list[int],
+def _to_dataset(state: State, ds: xr.Dataset, models: Mapping[int, GeoFormerModule],
                 notes: list[str]) -> xr.Dataset:
-    c = module.config
-    lead_dims = [d for d in ("time", "number") if d in ds.dims]
-    deltas = pd.to_timedelta(leads, unit="h")
-    data = {}
-    for v, name in enumerate(c.upper_vars):
-        data[name] = ((*lead_dims, "prediction_timedelta", "level", "latitude", "longitude"),
-                      upper[..., v, :, :, :])
-    for s, name in enumerate(c.surface_vars):
-        data[name] = ((*lead_dims, "prediction_timedelta", "latitude", "longitude"),
-                      surface[..., s, :, :])
-    coords = {d: ds[d] for d in lead_dims}
-    coords.update(prediction_timedelta=deltas, level=ds["level"], latitude=ds["latitude"],
-                  longitude=ds["longitude"])
-    out = xr.Dataset(data, coords=coords)
+    """Forecasts with dims (time, [number,] prediction_timedelta) -> the CF forecast Dataset;
+    ``ds`` (the input) lends its coordinates' attributes."""
+    out = state.to_xarray()
+    for name in ("number", "level", "latitude", "longitude"):
+        if name in out.coords and name in ds.coords:
+            out[name].attrs = dict(ds[name].attrs)
     out["valid_time"] = out["time"] + out["prediction_timedelta"]
     out = out.set_coords("valid_time")
-    for name in out.data_vars:
-        info = VARIABLES.get(str(name))
-        if info is not None:
-            out[name].attrs = {"units": info.units, "standard_name": info.standard_name,
-                               "long_name": info.long_name}
     out["time"].attrs = {"standard_name": "forecast_reference_time",
                          "long_name": "initialisation time"}
     out["prediction_timedelta"].attrs = {"standard_name": "forecast_period",
@@ -264,8 +253,6 @@ def _to_dataset(ds: xr.Dataset, module: GeoFormerModule, models: Mapping[int, Ge
     if "number" in out.dims and not out["number"].attrs:
         out["number"].attrs = {"standard_name": "realization",
                                "long_name": "ensemble member (0: control)"}
-    for name in ("level", "latitude", "longitude"):
-        out[name].attrs = dict(ds[name].attrs)
     out.attrs = {
         "Conventions": "CF-1.8",
         "title": "geoformer forecast",

@@ -19,12 +19,13 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from .area import latitude_weights
 from .config import CONTRACT_FIELDS, PRESETS, ConfigError, Network
 from .data import DataContract
-from .metrics import latitude_weights
 from .model import GeoFormer
 from .normalization import Normalizer
 from .rollout import rollout
+from .state import State
 
 __all__ = ["PANGU_LOSS_WEIGHTS", "GeoFormerModule", "load_module", "upgrade_hparams",
            "init_from_checkpoint"]
@@ -135,6 +136,13 @@ class GeoFormerModule(L.LightningModule):
         u, s = self.normalizer.normalize(upper, surface)
         return self.normalizer.denormalize(*self(u, s))
 
+    def state(self, upper: Tensor, surface: Tensor) -> State:
+        """A batch (B, V, Z, H, W), (B, S, H, W) as a State on this model's variables,
+        levels and grid."""
+        c = self.contract
+        return State(upper, surface, c.upper_vars, c.surface_vars, c.levels, c.latitude,
+                     c.longitude, dims=("batch",))
+
     # ---------------------------------------------------------------------------- losses
     def loss(self, pred: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor]) -> Tensor:
         """Weighted MAE in normalised space: mean over variables of w_v * MAE_v, with the
@@ -147,13 +155,13 @@ class GeoFormerModule(L.LightningModule):
         return upper + self.hparams.surface_weight * surface
 
     def _shared_step(self, batch: dict[str, Tensor], steps: int) -> tuple[Tensor, list]:
-        upper, surface = self.normalizer.normalize(batch["upper"], batch["surface"])
+        state = self.state(*self.normalizer.normalize(batch["upper"], batch["surface"]))
         losses, preds = [], []
-        for k, pred in enumerate(rollout(self, upper, surface, steps)):
+        for k, pred in enumerate(rollout(self, state, steps)):
             target = self.normalizer.normalize(batch["target_upper"][:, k],
                                                batch["target_surface"][:, k])
-            losses.append(self.loss(pred, target))
-            preds.append(pred)
+            losses.append(self.loss((pred.upper, pred.surface), target))
+            preds.append((pred.upper, pred.surface))
         return torch.stack(losses).mean(), preds
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -4,7 +4,7 @@ Pure functions of xarray objects, reducing by dim name, with the conventions of
 ``metrics.py``: forecasts (time, prediction_timedelta, number, [level], latitude,
 longitude), the truth aligned to the forecast's valid times (same ``time`` and
 ``prediction_timedelta`` labels, no ``number``), area weights ``latitude_weights`` and the
-regions of ``metrics.REGIONS``. ``number`` indexes the M ensemble members.
+regions of ``area.REGIONS``. ``number`` indexes the M ensemble members.
 
 Definitions (WeatherBench 2 ``metrics.py``: ``EnsembleVariance``, ``CRPS``,
 ``CRPSSkill``, ``CRPSSpread``, ``RankHistogram``; weatherbenchX ``SpreadSkillRatio``;
@@ -37,10 +37,10 @@ import xarray as xr
 from .metrics import (
     _paired,
     _require_dims,
-    _rows,
     rmse_time_mean_then_sqrt,
     spatial_mean,
 )
+from .scores import _rows
 
 __all__ = [
     "ENSEMBLE_DIM",
@@ -246,7 +246,7 @@ def zonal_energy_spectrum(x: Data, band: tuple[float, float] | None = (30.0, 60.
 
 def probabilistic_rows(forecast: xr.Dataset, truth: xr.Dataset, name: str, hours: float,
                        region: str) -> list[dict]:
-    """Tidy rows (``metrics.SCORE_COLUMNS``) of ``PROBABILISTIC_METRICS`` for one lead.
+    """Tidy rows (``scores.SCORE_COLUMNS``) of ``PROBABILISTIC_METRICS`` for one lead.
 
     forecast: (time, number, [level], latitude, longitude) at one lead; truth aligned to it.
     Metric names: ensemble_mean_rmse, spread, spread_skill, crps, crps_skill, crps_spread.

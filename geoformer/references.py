@@ -2,7 +2,7 @@
 
 Each function returns a Dataset with dims (time, prediction_timedelta, [level], latitude,
 longitude), ``time`` being the initialisation time, so references are scored by exactly the
-same code as a model (``metrics.score_table``):
+same code as a model (``scores.score_table``):
 
 * persistence: the analysis at the initial time, for every lead.
 * climatology: the climatology at the valid time.
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .area import latitude_weights
 from .climatology import climatology_at
-from .metrics import align_grid, check_no_nan, latitude_weights
+from .metrics import align_grid, check_no_nan
 
 __all__ = [
     "persistence",

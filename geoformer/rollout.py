@@ -10,15 +10,22 @@ from collections.abc import Callable, Iterator
 
 from torch import Tensor
 
-__all__ = ["Step", "rollout"]
+from .state import State
 
+__all__ = ["Step", "advance", "rollout"]
+
+#: A one-step model on tensors: (upper (B, V, Z, H, W), surface (B, S, H, W)) -> the same.
 Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def rollout(step: Step, upper: Tensor, surface: Tensor, steps: int) -> Iterator[tuple[Tensor,
-                                                                                      Tensor]]:
-    """Apply ``step`` ``steps`` times; yield (upper (B, V, Z, H, W), surface (B, S, H, W))
-    after every application."""
+def advance(step: Step, state: State) -> State:
+    """``state`` one application of ``step`` on: new tensors, the same names and grid."""
+    upper, surface = step(state.upper, state.surface)
+    return state.replace(upper=upper, surface=surface)
+
+
+def rollout(step: Step, state: State, steps: int) -> Iterator[State]:
+    """Apply ``step`` ``steps`` times; yield the state after every application."""
     for _ in range(steps):
-        upper, surface = step(upper, surface)
-        yield upper, surface
+        state = advance(step, state)
+        yield state

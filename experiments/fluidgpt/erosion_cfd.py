@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from fluidgpt.casetensors import case_tensors
 from fluidgpt.compare import (
     _erosion_scores,
     _nearest,
@@ -23,7 +24,6 @@ from fluidgpt.compare import (
     split_kinds,
     split_of,
 )
-from fluidgpt.datamodule import case_tensors
 
 
 def main() -> None:

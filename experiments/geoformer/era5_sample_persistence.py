@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from geoformer.metrics import score_table
 from geoformer.references import persistence
 from geoformer.schema import open_dataset
+from geoformer.scores import score_table
 
 DEFAULT = Path(__file__).parents[2] / "tests" / "data" / "era5" / "era5-levels-members.grib"
 

@@ -21,9 +21,9 @@ import numpy as np
 import xarray as xr
 from jsonargparse import ActionConfigFile, Namespace
 
+from ..casetensors import CaseTensors, case_tensors
 from ..config import ConfigError, TrainConfig
 from ..data import Split, SplitSettings, load_cases, split_kinds
-from ..datamodule import CaseTensors, case_tensors
 from ..module import ErosionModule, GPTModule, SequenceModule
 from ..parsing import ExperimentParser, one_line_errors
 

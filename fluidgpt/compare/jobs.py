@@ -19,8 +19,10 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from ..casetensors import CaseTensors
 from ..data import Split
-from ..datamodule import CaseTensors, DataInfo, FluidDataModule
+from ..datainfo import DataInfo
+from ..datamodule import FluidDataModule
 from .config import Experiment
 from .training import build_module, forecast, predict_erosion, train_module
 

@@ -14,8 +14,9 @@ import pandas as pd
 import xarray as xr
 from torch import Tensor
 
+from ..casetensors import CaseTensors, case_tensors
 from ..data import Split, make_split
-from ..datamodule import CaseTensors, DataInfo, case_tensors
+from ..datainfo import DataInfo
 from .config import (
     EROSION_SURROGATES,
     TRAJECTORY_MODELS,
@@ -278,7 +279,7 @@ def evaluate_checkpoints(trajectory: str | Path, erosion: str | Path | None, ds:
     (``kind`` must then match it: other test cases would include training cases); on
     another dataset it is rebuilt with the stored settings.
     """
-    from ..datamodule import read_data_info
+    from ..datainfo import read_data_info
     from ..module import load_module
 
     info = read_data_info(str(trajectory))

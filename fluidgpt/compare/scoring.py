@@ -14,9 +14,9 @@ import xarray as xr
 from torch import Tensor
 
 from ..baselines import NearestCase
+from ..casetensors import CaseTensors, case_tensors, to_dataarray
 from ..config import ConfigError
 from ..data import Split, sample_path
-from ..datamodule import CaseTensors, case_tensors, to_dataarray
 from ..metrics import erosion_scores, trajectory_scores
 from ..scalers import Scaler
 from ..schema import open_dataset

@@ -18,14 +18,10 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
+from ..casetensors import CaseTensors
 from ..config import ConfigError
-from ..datamodule import (
-    CaseTensors,
-    DataInfo,
-    DataInfoCallback,
-    FluidDataModule,
-    scaled_batch,
-)
+from ..datainfo import DataInfo, DataInfoCallback
+from ..datamodule import FluidDataModule, scaled_batch
 from ..module import ErosionModule, StopAtThreshold
 from .config import MODULE_CLASSES, check_spec, module_class
 
@@ -121,7 +117,7 @@ class TimeBudget(L.Callback):
         return min(1.0, (time.perf_counter() - self.start) / self.seconds)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from ..module import warmup_cosine
+        from ..modulebase import warmup_cosine
 
         self.start = time.perf_counter()
         t = pl_module.train_config

@@ -10,15 +10,11 @@ import pytest
 import torch
 
 from fluidgpt import compare as C
+from fluidgpt.casetensors import case_tensors, select_conditions, to_dataarray
 from fluidgpt.compare import jobs
 from fluidgpt.config import ConfigError
 from fluidgpt.data import make_split
-from fluidgpt.datamodule import (
-    FluidDataModule,
-    case_tensors,
-    select_conditions,
-    to_dataarray,
-)
+from fluidgpt.datamodule import FluidDataModule
 from fluidgpt.schema import save_dataset
 from fluidgpt.sources.variants import paper_style_variant
 from tests.fluidgpt.conftest import mock_trajectories

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from fluidgpt import compare as C
+from fluidgpt.casetensors import case_tensors
 from fluidgpt.cli import main
-from fluidgpt.datamodule import case_tensors
 from fluidgpt.fitcli import FluidCLI
 from fluidgpt.parsing import one_line
 from fluidgpt.schema import save_dataset

@@ -7,7 +7,8 @@ import pytest
 import torch
 import xarray as xr
 
-from fluidgpt.datamodule import to_dataarray
+from fluidgpt.casetensors import to_dataarray
+from fluidgpt.losses import masked_mse, masked_r2
 from fluidgpt.metrics import (
     erosion_pattern_r2_over_cases_and_faces,
     erosion_scores,
@@ -20,7 +21,6 @@ from fluidgpt.metrics import (
     trajectory_r2_per_xyz_then_mean,
     trajectory_scores,
 )
-from fluidgpt.module import masked_mse, masked_r2
 from fluidgpt.wall import hotspot_distance
 
 DIMS = ("case", "particle", "step", "xyz")

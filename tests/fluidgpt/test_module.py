@@ -10,17 +10,15 @@ import torch
 
 from fluidgpt.cnn import split_erosion
 from fluidgpt.config import TrainConfig
+from fluidgpt.losses import masked_mse, masked_r2, sliding_windows
 from fluidgpt.module import (
     ErosionModule,
     GPTModule,
     SequenceModule,
     StopAtThreshold,
     load_module,
-    masked_mse,
-    masked_r2,
-    sliding_windows,
-    warmup_cosine,
 )
+from fluidgpt.modulebase import warmup_cosine
 from fluidgpt.rollout import rollout
 from fluidgpt.scalers import Scaler
 from tests.fluidgpt.factories import (

@@ -152,7 +152,7 @@ def test_a_written_store_scores_as_weatherbench2_defines_it(setup, tmp_path):
     """RMSE and ACC of a forecast store written by the package, against WeatherBench 2's
     definitions written out here in numpy on the tiny grid."""
     from geoformer.climatology import compute_climatology
-    from geoformer.metrics import score_table
+    from geoformer.scores import score_table
 
     ds, models = setup
     inits = ds.time.values[:3]
@@ -226,19 +226,20 @@ def test_perlin_ensemble_has_the_control_first_and_a_number_dim(setup, tmp_path)
 
 
 def test_the_perturbation_is_scale_standard_deviations_of_each_field(setup):
-    from geoformer.forecast import _perturbed, _states
+    from geoformer.forecast import _perturbed
     from geoformer.perturbation import ensemble_noise
+    from geoformer.state import State
 
     ds, models = setup
     module = models[24]
-    upper, surface = _states(ds.isel(time=[0]), module)  # (1, V, Z, H, W), (1, S, H, W)
-    pu, ps = _perturbed(upper, surface, module, 2, "perlin", 0.3, seed=1)
-    du, dsn = ensemble_noise(2, upper.shape[1:3], surface.shape[1], module.contract.latitude,
-                             module.contract.longitude, 0.3, 1)
-    norm_u, norm_s = module.normalizer.normalize(torch.from_numpy(pu[0]),
-                                                 torch.from_numpy(ps[0]))
-    base_u, base_s = module.normalizer.normalize(torch.from_numpy(upper),
-                                                 torch.from_numpy(surface))
+    c = module.config
+    state = State.from_xarray(ds.isel(time=[0]), c.upper_vars, c.surface_vars)  # (1, ...)
+    ensemble = _perturbed(state, module, 2, "perlin", 0.3, seed=1)  # (1, 2, ...)
+    assert ensemble.dims == ("time", "number") and ensemble.shape == (1, 2)
+    du, dsn = ensemble_noise(2, state.upper.shape[1:3], state.surface.shape[1],
+                             module.contract.latitude, module.contract.longitude, 0.3, 1)
+    norm_u, norm_s = module.normalizer.normalize(ensemble.upper[0], ensemble.surface[0])
+    base_u, base_s = module.normalizer.normalize(state.upper, state.surface)
     np.testing.assert_allclose((norm_u - base_u).numpy(), du, atol=1e-3)
     np.testing.assert_allclose((norm_s - base_s).numpy(), dsn, atol=1e-3)
     assert np.abs(du[1]).max() > 0.05

@@ -7,21 +7,17 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from geoformer.area import REGIONS, latitude_weights, region_mask, select_region
 from geoformer.climatology import climatology_at, compute_climatology
 from geoformer.metrics import (
-    REGIONS,
-    SCORE_COLUMNS,
     acc,
     acc_spatial,
-    latitude_weights,
     mse_spatial,
-    region_mask,
     rmse_per_sample_then_time_mean,
     rmse_time_mean_then_sqrt,
-    score_table,
-    select_region,
     spatial_mean,
 )
+from geoformer.scores import SCORE_COLUMNS, score_table
 
 SQ2, SQ3 = math.sqrt(2.0), math.sqrt(3.0)
 

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from geoformer.metrics import score_table
 from geoformer.probabilistic import (
     EARTH_RADIUS_M,
     PROBABILISTIC_METRICS,
@@ -21,6 +20,7 @@ from geoformer.probabilistic import (
     spread_skill_ratio,
     zonal_energy_spectrum,
 )
+from geoformer.scores import score_table
 
 # 3 x 4 grid: cell bounds -90, -30, 30, 90 give areas 1/2, 1, 1/2 (mean 2/3), so the
 # normalised latitude weights are 3/4, 3/2, 3/4.

@@ -8,13 +8,13 @@ import pytest
 import xarray as xr
 
 from geoformer.climatology import compute_climatology
-from geoformer.metrics import score_table
 from geoformer.references import (
     climatology_forecast,
     damped_persistence,
     fit_damped_persistence,
     persistence,
 )
+from geoformer.scores import score_table
 
 SQ2 = math.sqrt(2.0)
 # no poles, bounds -90, -45, 0, 45, 90: normalised cell areas 2 - sqrt 2 and sqrt 2

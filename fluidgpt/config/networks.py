@@ -1,125 +1,29 @@
-"""Configurations of the fluidgpt networks and of their training.
+"""Configurations of the fluidgpt networks, their presets and their settings types.
 
 One frozen dataclass per network (:class:`GPTConfig`, :class:`LSTMConfig`,
-:class:`ErosionConfig`) and one for the optimisation (:class:`TrainConfig`): architecture is
-kept apart from the task. Each travels inside checkpoints as a plain dict (``to_dict`` /
-``from_dict``: lists, numbers, strings, None) so that checkpoints load with
-``torch.load(weights_only=True)``; unknown keys are an error. Every combination that cannot
-work is refused at construction with a message that says why.
-
-Sizes that come from the data (P particles, F state features per particle, K conditions, T
-steps, wall faces) have the paper's values as defaults and are overridden from the dataset,
-e.g. ``GPTConfig.from_preset("paper", n_particles=P, n_conditions=K)``.
-
-What an experiment file writes for a network or its training is a *settings* mapping
-(:data:`GPTSettings`, :data:`LSTMSettings`, :data:`ErosionSettings`, :data:`TrainSettings`):
-an optional ``preset`` name plus any fields to override, every key typed, the sizes that come
-from the data left out (``DATA_FIELDS``: they are read from the DataModule, never typed).
-These TypedDicts are generated from the dataclasses, so the fields are written once; they are
-the types of the LightningModules' ``model`` / ``train`` arguments, which LightningCLI
-(jsonargparse) validates key by key. :meth:`_Config.from_settings` turns settings plus the
-data's sizes into the frozen dataclass.
+:class:`ErosionConfig`), architecture kept apart from the task (training is in
+:mod:`.training`). Sizes that come from the data (P particles, F state features per
+particle, K conditions, T steps, wall faces) have the paper's values as defaults and are
+overridden from the dataset, e.g. ``GPTConfig.from_preset("paper", n_particles=P,
+n_conditions=K)``. :data:`GPTSettings`, :data:`LSTMSettings` and :data:`ErosionSettings` are
+what an experiment file writes for each (see :func:`.base.settings_type`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypedDict, TypeVar
+from typing import ClassVar
+
+from .base import _Config, settings_type
 
 __all__ = [
-    "ConfigError",
     "GPTConfig",
     "LSTMConfig",
     "ErosionConfig",
-    "TrainConfig",
     "GPTSettings",
     "LSTMSettings",
     "ErosionSettings",
-    "TrainSettings",
 ]
-
-C = TypeVar("C", bound="_Config")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot describe a working network or run; the message says why."""
-
-
-class _Config:
-    """Serialisation and presets shared by every configuration dataclass."""
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-    label: ClassVar[str] = "config"
-    #: Fields whose values come from the data (the DataModule), not from a settings file.
-    DATA_FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if isinstance(getattr(self, f.name), list):  # lists from JSON/YAML compare equal
-                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
-        self._validate()
-
-    def _validate(self) -> None:
-        pass
-
-    def _need(self, cond: bool, msg: str) -> None:
-        if not cond:
-            raise ConfigError(f"{self.label} config '{getattr(self, 'name', '?')}': {msg}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values only (lists, numbers, strings, None): safe for weights_only loading."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-
-    @classmethod
-    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
-        unknown = sorted(set(d) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"unknown {cls.label} config key(s) {unknown}; valid keys are "
-                              f"{cls.field_names()}")
-        return cls(**d)
-
-    @classmethod
-    def from_preset(cls: type[C], name: str, **overrides: Any) -> C:
-        """A named preset with any field overridden, e.g. ``n_particles=64``."""
-        if name not in cls.PRESETS:
-            raise ConfigError(f"unknown {cls.label} preset {name!r}; available presets: "
-                              f"{sorted(cls.PRESETS)}")
-        values = {"name": name, **cls.PRESETS[name], **overrides}
-        return cls.from_dict(values)
-
-    @classmethod
-    def from_settings(cls: type[C], settings: Mapping[str, Any] | None = None,
-                      **data: Any) -> C:
-        """The preset named by ``settings["preset"]`` (none: the dataclass defaults), then
-        ``data`` (the sizes read from the data), then the other settings.
-
-        A data-sized field written in the settings must agree with the data (a checkpoint's
-        full dict holds them all; an experiment file never needs to write them).
-        """
-        values = dict(settings or {})
-        preset = values.pop("preset", None)
-        clash = {k: values[k] for k in cls.DATA_FIELDS if k in values and k in data
-                 and values[k] != data[k]}
-        if clash:
-            raise ConfigError(f"{cls.label} config: {sorted(clash)} come from the data "
-                              f"({ {k: data[k] for k in clash} }), found {clash}")
-        if preset is None:
-            return cls.from_dict({**data, **values})
-        return cls.from_preset(preset, **{**data, **values})
-
-    def replace(self: C, **changes: Any) -> C:
-        return self.from_dict({**self.to_dict(), **changes})
 
 
 # ------------------------------------------------------------------------------------- GPT
@@ -370,120 +274,6 @@ ErosionConfig.PRESETS = {
 }
 
 
-# -------------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class TrainConfig(_Config):
-    """Optimisation and training-task settings, shared by all modules.
-
-    optimizer: "adam" (constant lr), "adam_cyclic" (the paper: Adam + CyclicLR exp_range
-        between min_lr and lr, stepped once per epoch, cycle_epochs up, amplitude times
-        gamma**epoch) or "adamw_cosine" (AdamW, linear warm-up over warmup_fraction of the
-        steps, cosine decay to min_lr, biases/norms/embeddings not decayed).
-    grad_clip: gradient-norm clip (0: off; the paper's 0.01).
-    window, stride: GPT teacher-forcing windows of ``window`` steps (inputs window - 1 steps),
-        ``stride`` apart (0: whole trajectories). The paper: 4 and 2.
-    rollout_steps, rollout_weight: an extra multi-step loss over a free-running rollout of
-        this many steps from the first step of each window (0: off).
-    particles: GPT with ``layout: particle`` only: train every batch on this many particles
-        of each case, drawn at random (0: all of them). Each particle's path is its own
-        sequence there, so a subset is a smaller batch of the same task.
-    magnitude_weight: weight of the log-peak loss of the erosion model.
-    batch_size, max_epochs, early_stop_mse, early_stop_patience: for the CLI's data loader and
-        Trainer (the paper stopped once validation MSE <= 0.0065 for 3 epochs; 0: off).
-    """
-
-    label: ClassVar[str] = "train"
-
-    optimizer: str = "adamw_cosine"
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.05
-    gamma: float = 0.85
-    cycle_epochs: int = 5
-    grad_clip: float = 1.0
-    window: int = 0
-    stride: int = 0
-    rollout_steps: int = 0
-    rollout_weight: float = 0.0
-    particles: int = 0
-    magnitude_weight: float = 1.0
-    batch_size: int = 16
-    max_epochs: int = 100
-    early_stop_mse: float = 0.0
-    early_stop_patience: int = 3
-    name: str = field(default="custom", compare=False)
-
-    def _validate(self) -> None:
-        need = self._need
-        need(self.optimizer in ("adam", "adam_cyclic", "adamw_cosine"),
-             f"optimizer must be 'adam', 'adam_cyclic' or 'adamw_cosine', found "
-             f"{self.optimizer!r}")
-        need(self.lr > 0 and 0 <= self.min_lr <= self.lr,
-             f"need 0 <= min_lr <= lr and lr > 0, found lr={self.lr}, min_lr={self.min_lr}")
-        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-             f"betas must be two numbers in [0, 1), found {self.betas}")
-        need(self.weight_decay >= 0, f"weight_decay must be >= 0, found {self.weight_decay}")
-        need(0 <= self.warmup_fraction < 1,
-             f"warmup_fraction must be in [0, 1), found {self.warmup_fraction}")
-        need(0 < self.gamma <= 1, f"gamma must be in (0, 1], found {self.gamma}")
-        need(self.cycle_epochs > 0, f"cycle_epochs must be positive, found {self.cycle_epochs}")
-        need(self.grad_clip >= 0, f"grad_clip must be >= 0, found {self.grad_clip}")
-        need(self.window == 0 or self.window >= 2,
-             f"window must be 0 (whole trajectories) or >= 2 steps, found {self.window}")
-        need(self.stride >= 0, f"stride must be >= 0, found {self.stride}")
-        need(self.rollout_steps >= 0 and self.rollout_weight >= 0,
-             "rollout_steps and rollout_weight must be >= 0")
-        need(self.particles >= 0, f"particles must be >= 0, found {self.particles}")
-        need(self.batch_size > 0 and self.max_epochs > 0,
-             "batch_size and max_epochs must be positive")
-
-    @property
-    def window_stride(self) -> int:
-        return self.stride or self.window
-
-
-TrainConfig.PRESETS = {
-    "paper-gpt": dict(optimizer="adam_cyclic", lr=2e-3, min_lr=1e-7, betas=(0.9, 0.999),
-                      weight_decay=0.0, gamma=0.85, cycle_epochs=5, grad_clip=0.01, window=4,
-                      stride=2, batch_size=64, max_epochs=100, early_stop_mse=0.0065,
-                      early_stop_patience=3),
-    "paper-lstm": dict(optimizer="adam", lr=1e-4, min_lr=0.0, betas=(0.9, 0.999),
-                       weight_decay=0.0, grad_clip=0.0, batch_size=64, max_epochs=100),
-    "paper-cnn": dict(optimizer="adam", lr=1e-3, min_lr=0.0, betas=(0.9, 0.999),
-                      weight_decay=0.0, grad_clip=0.0, batch_size=64, max_epochs=300),
-    "fluidgpt": dict(optimizer="adamw_cosine", lr=1e-3, min_lr=1e-5, weight_decay=0.05,
-                     warmup_fraction=0.05, grad_clip=1.0, window=0, rollout_steps=0,
-                     batch_size=16, max_epochs=200),
-    "fluidgpt-cnn": dict(optimizer="adamw_cosine", lr=1e-3, min_lr=1e-5, weight_decay=0.05,
-                         warmup_fraction=0.05, grad_clip=1.0, magnitude_weight=1.0,
-                         batch_size=16, max_epochs=300),
-}
-
-
-# ------------------------------------------------------------------------------ settings
-def settings_type(cls: type[_Config]) -> type:
-    """The TypedDict of what a settings file may write for ``cls``: ``preset`` (one of its
-    presets) and every field except ``name`` and the data-sized ones, all optional."""
-    hints = typing.get_type_hints(cls)
-    keys: dict[str, Any] = {}
-    if cls.PRESETS:
-        keys["preset"] = Literal[tuple(cls.PRESETS)]  # type: ignore[valid-type]
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name != "name" and f.name not in cls.DATA_FIELDS:
-            keys[f.name] = hints[f.name]
-    name = cls.__name__.replace("Config", "Settings")
-    settings = TypedDict(name, keys, total=False)  # type: ignore[operator]
-    settings.__module__ = __name__
-    settings.__doc__ = (f"Settings of a {cls.__name__}: an optional preset "
-                        f"({', '.join(cls.PRESETS) or 'none'}) and fields to override; sizes "
-                        f"from the data ({', '.join(cls.DATA_FIELDS) or 'none'}) are not "
-                        "written.")
-    return settings
-
-
 GPTSettings = settings_type(GPTConfig)
 LSTMSettings = settings_type(LSTMConfig)
 ErosionSettings = settings_type(ErosionConfig)
-TrainSettings = settings_type(TrainConfig)
