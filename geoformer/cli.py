@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -27,40 +25,6 @@ def parse_grid(text: str) -> tuple[int, int]:
             f"grid must be written HxW (latitudes x longitudes), e.g. 121x240; found {text!r}"
         ) from None
     return h, w
-
-
-def _time_step(config: GeoFormerConfig, repeats: int = 2) -> dict[str, float]:
-    """Seconds of one forward and one forward+backward at batch 1 on this machine."""
-    import torch
-
-    from .model import GeoFormer
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = GeoFormer(config).to(device)
-    H, W = config.grid
-    upper = torch.randn(1, len(config.upper_vars), len(config.levels), H, W, device=device)
-    surface = torch.randn(1, len(config.surface_vars), H, W, device=device)
-
-    def timed(fn) -> float:
-        fn()  # warm-up
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t0) / repeats
-
-    def forward() -> None:
-        with torch.no_grad():
-            model(upper, surface)
-
-    def step() -> None:
-        u, s = model(upper, surface)
-        (u.square().mean() + s.square().mean()).backward()
-
-    return {"device": device, "forward_s": timed(forward), "train_step_s": timed(step)}
 
 
 TRAINING = {"fit": "train one lead-time model from an experiment YAML",
@@ -108,7 +72,7 @@ def info_parser():
 
 def run_info(argv: Sequence[str]) -> int:
     """``geoformer info --preset P [--grid HxW] [--network.FIELD=VALUE ...]``."""
-    from .summary import format_summary, summarize
+    from .summary import format_summary, summarize, time_step
 
     args = info_parser().parse_args(list(argv))
     overrides = {k: v for k, v in vars(args.network).items() if v is not None}
@@ -121,7 +85,7 @@ def run_info(argv: Sequence[str]) -> int:
         return 2
     summary = summarize(config, memory=not args.no_memory)
     if args.time:
-        summary["timing_batch1"] = _time_step(config)
+        summary["timing_batch1"] = time_step(config)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -145,10 +109,9 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         print(f"Held-Suarez dataset: {path}")
         return 0
     from .data import write_training_store
-    from .schema import open_dataset
 
     notes: list[str] = []
-    ds = open_dataset(args.input, notes)
+    ds = _open_input(args, notes)
     path = write_training_store(ds, args.output, overwrite=args.overwrite)
     for note in notes:
         print(f"note: {note}")
@@ -170,7 +133,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if Path(args.output).exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     notes: list[str] = []
-    ds = forecast(args.checkpoint, args.input, args.init, lead_time=args.lead_time,
+    # forecast() opens a path itself, with the loader's defaults
+    data = _open_input(args, notes) if args.grib_filter or args.humidity_from_rh else args.input
+    ds = forecast(args.checkpoint, data, args.init, lead_time=args.lead_time,
                   every=args.every, batch_size=args.batch_size, device=args.device,
                   notes=notes, members=args.members, perturbation=args.perturbation,
                   perturbation_scale=args.perturbation_scale, seed=args.seed)
@@ -267,6 +232,24 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    """How ``--input`` is read (``dataset convert``, ``forecast``): see _open_input."""
+    parser.add_argument("--grib-filter", action="append", metavar="KEY=VALUE",
+                        help="read only GRIB fields with KEY=VALUE (cfgrib's filter_by_keys, e.g."
+                             " typeOfLevel=isobaricInhPa or shortName=t,gh; repeatable)")
+    parser.add_argument("--humidity-from-rh", action="store_true",
+                        help="derive specific humidity from relative humidity and temperature "
+                             "where the input has none (Bolton 1980, over water)")
+
+
+def _open_input(args: argparse.Namespace, notes: list[str]):
+    from .schema import open_dataset
+    from .sources.grib import parse_grib_filter
+
+    return open_dataset(args.input, notes, grib_filter=parse_grib_filter(args.grib_filter or []),
+                        humidity_from_rh=args.humidity_from_rh)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="geoformer",
@@ -292,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--input", required=True)
     conv.add_argument("--output", required=True)
     conv.add_argument("--overwrite", action="store_true")
+    _input_options(conv)
     ds.set_defaults(func=cmd_dataset)
 
     for name, what in TRAINING.items():  # parsed by LightningCLI (see main)
@@ -302,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--checkpoint", action="append", required=True,
                     help="a lead-time model checkpoint (repeat for 1/3/6/24 h models)")
     fc.add_argument("--input", required=True, help="initial states (zarr, netCDF or GRIB)")
+    _input_options(fc)
     fc.add_argument("--init", action="append", required=True,
                     help="initialisation time, e.g. 2000-07-01T00 (repeatable)")
     fc.add_argument("--lead-time", default="10d", help="furthest lead time (e.g. 10d, 72h)")

@@ -8,7 +8,9 @@ with lat/lon, new CDS files with valid_time/pressure_level) leaves :func:`standa
   ``longitude`` (degrees_east, ascending from 0 in [0, 360));
 - WeatherBench 2 variable names with CF attributes and SI units (geopotential in m2 s-2).
 
-Every conversion made on the way (geopotential height to geopotential, hPa to Pa, ...) is
+A GRIB run time + step (cfgrib's ``time``, ``step``, ``valid_time``) becomes the valid time;
+a single state (scalar time) gets a ``time`` dim of length 1. Every conversion made on the
+way (geopotential height to geopotential, hPa to Pa, run time + step to valid time, ...) is
 recorded in the dataset's ``history`` attribute and returned as notes, never silent.
 """
 
@@ -20,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from .humidity import RH_NAMES, specific_humidity_from_rh
+from .sources.grib import GribError, open_grib, valid_times
 
 __all__ = [
     "GRAVITY",
@@ -78,16 +83,19 @@ UPPER_AIR = tuple(k for k, v in VARIABLES.items() if v.kind == "upper")
 SURFACE = tuple(k for k, v in VARIABLES.items() if v.kind == "surface")
 STATIC = tuple(k for k, v in VARIABLES.items() if v.kind == "static")
 
-# Other names for the same variables: ERA5 short names (and cfgrib's), WeatherBench 1 names.
+# Other names for the same variables: ERA5 / IFS short names (and cfgrib's), NCEP's (gh, prmsl,
+# orog), WeatherBench 1 names.
 ALIASES: dict[str, str] = {
     "z": "geopotential", "q": "specific_humidity", "t": "temperature",
     "u": "u_component_of_wind", "v": "v_component_of_wind",
-    "msl": "mean_sea_level_pressure", "sp": "surface_pressure",
+    "msl": "mean_sea_level_pressure", "prmsl": "mean_sea_level_pressure",
+    "sp": "surface_pressure",
     "u10": "10m_u_component_of_wind", "v10": "10m_v_component_of_wind",
     "10u": "10m_u_component_of_wind", "10v": "10m_v_component_of_wind",
     "t2m": "2m_temperature", "2t": "2m_temperature",
     "lsm": "land_sea_mask", "slt": "soil_type", "z_surface": "geopotential_at_surface",
     "orography": "geopotential_at_surface",  # WeatherBench 1: metres, converted below
+    "orog": "geopotential_at_surface",  # GRIB (NCEP, IFS open data): metres, converted below
     "geopotential_height": "geopotential", "gh": "geopotential",  # metres, converted below
 }
 
@@ -105,7 +113,7 @@ _SAME_UNITS = {
     "Pa": {"Pa", "pascal"},
     "1": {"1", "(0 - 1)", "0-1", "", "dimensionless", "~", "fraction"},
 }
-_HEIGHT_NAMES = {"orography", "geopotential_height", "gh"}
+_HEIGHT_NAMES = {"orography", "orog", "geopotential_height", "gh"}
 _HEIGHT_UNITS = {"m", "gpm", "metre", "metres", "meter", "meters"}
 
 
@@ -145,8 +153,20 @@ def _rename(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
     if renames:
         ds = ds.rename(renames)
         _note(notes, ds, "renamed " + ", ".join(f"{a} -> {b}" for a, b in renames.items()))
-    if "step" in ds.coords and "step" not in ds.dims:
-        ds = ds.drop_vars("step")  # cfgrib's analysis step (0)
+    return ds
+
+
+def _valid_time(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
+    """Run time + step -> one dim ``time`` of valid times; a scalar time -> a dim of length 1."""
+    try:
+        ds, lines, single = valid_times(ds)
+    except ValueError as err:
+        raise SchemaError(str(err)) from None
+    if single:  # constant fields of one state lose the time dim (GRIB gives lsm one)
+        for name in [n for n in STATIC if n in ds.data_vars and "time" in ds[n].dims]:
+            ds[name] = ds[name].isel(time=0, drop=True)
+    for line in lines:
+        _note(notes, ds, line)
     return ds
 
 
@@ -211,18 +231,38 @@ def _transpose(ds: xr.Dataset) -> xr.Dataset:
     return ds.transpose(*order, ...)
 
 
-def standardize(ds: xr.Dataset, notes: list[str] | None = None) -> xr.Dataset:
+def standardize(ds: xr.Dataset, notes: list[str] | None = None,
+                humidity_from_rh: bool = False) -> xr.Dataset:
     """Map any supported dataset onto the internal schema (see the module docstring).
 
     ``notes`` (if given) receives one line per conversion made; the same lines are appended
-    to ``ds.attrs["history"]``.
+    to ``ds.attrs["history"]``. ``humidity_from_rh`` derives specific humidity from relative
+    humidity and temperature where the data has no specific humidity (see
+    :mod:`geoformer.humidity` for the formula).
     """
     notes = [] if notes is None else notes
     ds = ds.copy()
-    ds = _rename(ds, notes)
+    ds = _valid_time(_rename(ds, notes), notes)
     ds = _convert_units(ds, notes)
     ds = _order_coords(ds, notes)
+    if humidity_from_rh:
+        ds = _derive_humidity(ds, notes)
     return _transpose(ds)
+
+
+def _derive_humidity(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
+    if "specific_humidity" in ds.data_vars:
+        _note(notes, ds, "specific_humidity: in the data, so not derived from relative humidity")
+        return ds
+    try:
+        q, text = specific_humidity_from_rh(ds)
+    except ValueError as err:
+        raise SchemaError(str(err)) from None
+    info = VARIABLES["specific_humidity"]
+    ds["specific_humidity"] = q.assign_attrs(units=info.units, standard_name=info.standard_name,
+                                             long_name=info.long_name)
+    _note(notes, ds, text)
+    return ds
 
 
 def validate(ds: xr.Dataset, upper_vars: Iterable[str] = (), surface_vars: Iterable[str] = (),
@@ -242,7 +282,8 @@ def validate(ds: xr.Dataset, upper_vars: Iterable[str] = (), surface_vars: Itera
         aliases = {v: [a for a, c in ALIASES.items() if c == v] for v in missing}
         raise SchemaError(
             f"{source} lacks variable(s) {missing} (also looked for {aliases}); "
-            f"it has {sorted(map(str, ds.data_vars))}")
+            f"it has {sorted(map(str, ds.data_vars))}"
+            + (_humidity_hint(ds) if "specific_humidity" in missing else ""))
     for name, kind in wanted:
         dims = ds[name].dims
         required = dims_of[kind]
@@ -263,30 +304,54 @@ def validate(ds: xr.Dataset, upper_vars: Iterable[str] = (), surface_vars: Itera
                                   "value(s)")
 
 
+def _humidity_hint(ds: xr.Dataset) -> str:
+    rh = [n for n in RH_NAMES if n in ds.data_vars]
+    if rh:
+        return (f"; relative humidity {rh[0]!r} is present: derive specific humidity from it "
+                "with --humidity-from-rh (Python: humidity_from_rh=True)")
+    return ("; with relative humidity on pressure levels, --humidity-from-rh "
+            "(Python: humidity_from_rh=True) derives it")
+
+
 def _engine_for(path: str) -> str:
     p = path.rstrip("/").lower()
-    if p.endswith((".grib", ".grb", ".grib2", ".grb2")):
+    if p.endswith((".grib", ".grb", ".grib1", ".grib2", ".grb2")):
         return "cfgrib"
     if p.endswith((".nc", ".nc4", ".netcdf", ".h5")):
         return "netcdf4"
     if p.endswith(".zarr") or p.startswith(("gs://", "s3://")) or Path(path).is_dir():
         return "zarr"
+    if Path(path).is_file():  # operational names carry no suffix: gfs.t00z.pgrb2.0p25.f072
+        with open(path, "rb") as f:
+            head = f.read(1024)
+        if head.startswith((b"CDF\x01", b"CDF\x02", b"\x89HDF")):
+            return "netcdf4"
+        if b"GRIB" in head:  # a GRIB message, perhaps after a WMO bulletin header
+            return "cfgrib"
     raise SchemaError(f"cannot tell the format of {path!r}: expected a .zarr store, a netCDF "
-                      "file (.nc) or a GRIB file (.grib)")
+                      "file (.nc) or a GRIB file (.grib, .grib2 or any file of GRIB messages)")
 
 
 def open_dataset(path: str | Path, notes: list[str] | None = None,
-                 chunks: dict | str | None = None) -> xr.Dataset:
+                 chunks: dict | str | None = None, grib_filter: dict | None = None,
+                 humidity_from_rh: bool = False) -> xr.Dataset:
     """Open ERA5-like data (zarr, netCDF or GRIB; local or gs:// / s3://) in the internal schema.
 
     Remote stores (e.g. the WeatherBench 2 stores on Google Cloud Storage) open anonymously
-    with gcsfs / s3fs where the network allows.
+    with gcsfs / s3fs where the network allows. GRIB files may mix level types (operational
+    GFS / IFS files): see :func:`geoformer.sources.grib.open_grib`; ``grib_filter`` is
+    cfgrib's ``filter_by_keys`` (e.g. ``{"typeOfLevel": "isobaricInhPa"}``).
+    ``humidity_from_rh`` derives specific humidity from relative humidity (see
+    :func:`standardize`).
     """
     path = str(path)
     engine = _engine_for(path)
     remote = path.startswith(("gs://", "s3://"))
     if not remote and not Path(path).exists():
         raise SchemaError(f"no such file or store: {path}")
+    if grib_filter and engine != "cfgrib":
+        raise SchemaError(f"a GRIB filter ({grib_filter}) applies to GRIB files only; {path} "
+                          f"opens as {engine}")
     kwargs: dict = {"chunks": chunks}
     if engine == "zarr":
         kwargs["consolidated"] = None
@@ -299,11 +364,28 @@ def open_dataset(path: str | Path, notes: list[str] | None = None,
         except ImportError as err:
             raise SchemaError(f"reading GRIB ({path}) needs cfgrib and eccodes: "
                               "pip install 'sciforecast[grib]'") from err
-        kwargs["backend_kwargs"] = {"indexpath": ""}  # never write .idx files beside the data
+    read: list[str] = []
     try:
-        ds = xr.open_dataset(path, engine=engine, **kwargs)
-    except SchemaError:
-        raise
+        ds = open_grib(path, grib_filter, chunks, read) if engine == "cfgrib" else \
+            xr.open_dataset(path, engine=engine, **kwargs)
+    except GribError as err:
+        raise SchemaError(str(err)) from err
     except Exception as err:
         raise SchemaError(f"could not open {path} as {engine}: {err}") from err
-    return standardize(ds, notes)
+    notes = [] if notes is None else notes
+    for line in read:
+        _note(notes, ds, line)
+    return _unused_note(standardize(ds, notes, humidity_from_rh), notes)
+
+
+def _unused_note(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
+    """Say what will not be used, so nothing is dropped silently later."""
+    unused = [str(v) for v in ds.data_vars if v not in VARIABLES and v not in RH_NAMES]
+    if unused:
+        _note(notes, ds, f"not in the schema, so not used: {', '.join(unused[:12])}"
+                         + (f" and {len(unused) - 12} more" if len(unused) > 12 else ""))
+    rh = [n for n in RH_NAMES if n in ds.data_vars]
+    if rh and "specific_humidity" not in ds.data_vars:
+        _note(notes, ds, f"specific_humidity: absent; relative humidity {rh[0]!r} is present: "
+                         "pass --humidity-from-rh (Python: humidity_from_rh=True) to derive it")
+    return ds

@@ -6,6 +6,7 @@ seconds without allocating a single activation.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor
 from .config import GeoFormerConfig
 from .model import GeoFormer
 
-__all__ = ["summarize", "activation_bytes", "format_summary"]
+__all__ = ["summarize", "activation_bytes", "format_summary", "time_step"]
 
 
 def activation_bytes(model: GeoFormer, batch: int = 1) -> dict[str, int]:
@@ -136,3 +137,33 @@ def format_summary(s: dict[str, Any]) -> str:
             f"{_gib(s['activation_bytes_per_sample'])}; with activation checkpointing per "
             f"block: {_gib(s['activation_bytes_per_sample_checkpointed'])}")
     return "\n".join(lines)
+
+
+def time_step(config: GeoFormerConfig, repeats: int = 2) -> dict[str, float]:
+    """Seconds of one forward and one forward+backward at batch 1 on this machine."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = GeoFormer(config).to(device)
+    H, W = config.grid
+    upper = torch.randn(1, len(config.upper_vars), len(config.levels), H, W, device=device)
+    surface = torch.randn(1, len(config.surface_vars), H, W, device=device)
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / repeats
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(upper, surface)
+
+    def step() -> None:
+        u, s = model(upper, surface)
+        (u.square().mean() + s.square().mean()).backward()
+
+    return {"device": device, "forward_s": timed(forward), "train_step_s": timed(step)}

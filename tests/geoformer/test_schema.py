@@ -143,5 +143,6 @@ def test_corrupted_grib_is_caught_at_validation_naming_the_file():
     ds = open_dataset(path)  # cfgrib reads the one intact message: temperature, one level
     with pytest.raises(SchemaError, match=r"era5-levels-corrupted.grib lacks .*'geopotential'"):
         validate(ds, ("geopotential", "temperature"), (), source=str(path))
-    with pytest.raises(SchemaError, match=r"'temperature' has dims \('latitude', 'longitude'\)"):
-        validate(ds, ("temperature",), (), source=str(path))
+    assert ds["temperature"].dims == ("time", "level", "latitude", "longitude")
+    with pytest.raises(SchemaError, match=r"corrupted.grib lacks pressure level\(s\) \[500\]"):
+        validate(ds, ("temperature",), (), levels=(850, 500), source=str(path))
