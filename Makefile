@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/geoformer info --preset pangu
 	$(VENV)/bin/geoformer demo --config experiments/geoformer/demo.yaml
-	$(VENV)/bin/fluidgpt demo
+	$(VENV)/bin/fluidgpt demo --overwrite
 
 test: install
 	$(PY) -m pytest

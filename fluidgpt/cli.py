@@ -1,6 +1,8 @@
 """The ``fluidgpt`` command line.
 
     fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml --output elbow.zarr
+    fluidgpt dataset table --table tracks.csv --column particle="Particle ID" ... \\
+        --conditions-file cases.csv --steps 11 --interval 0.004 --output tracks.zarr
     fluidgpt fit --config experiments/fluidgpt/fit.yaml [--trainer.max_epochs=3 ...]
     fluidgpt validate|test --config experiments/fluidgpt/fit.yaml --ckpt_path gpt.ckpt
     fluidgpt predict --checkpoint gpt.ckpt --checkpoint erosion.ckpt \\
@@ -14,7 +16,8 @@
 fit, validate and test run on LightningCLI (:mod:`fluidgpt.fitcli`); compare and demo parse
 the experiment with the same module schema (:mod:`fluidgpt.compare.config`). Bad input,
 including an unknown key or a wrongly typed value at any depth, ends with one line on
-stderr and exit status 2.
+stderr and exit status 2 (``--debug``: the traceback instead); an existing output is
+refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -48,10 +51,23 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
     if not Path(args.recipe).is_file():
         raise UsageError(f"{args.recipe}: no such recipe file")
-    if Path(args.output).exists() and not args.overwrite:
-        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    _refuse_existing(args.output, args.overwrite)
     build_sweep(args.recipe, args.output, workers=args.workers, variant=args.variant,
                 profile=args.profile, work_dir=args.work_dir, keep_cases=args.keep_cases)
+    return 0
+
+
+def cmd_dataset_table(args: argparse.Namespace) -> int:
+    from .readers import table_dataset, uniform_times
+    from .schema import write_dataset
+
+    _refuse_existing(args.output, args.overwrite)
+    ds = table_dataset(args.table, dict(c.partition("=")[::2] for c in args.column),
+                       args.conditions_file, uniform_times(args.steps, args.interval,
+                                                           args.start), args.diameter)
+    write_dataset(ds, args.output, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {dict(ds.sizes)}"
+          + "".join(f"\nnote: {n}" for n in ds.attrs.get("notes", "").split("; ") if n))
     return 0
 
 
@@ -78,8 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not args.output.endswith((".zarr", ".nc")):
         raise UsageError(f"--output must end in .zarr or .nc, found {args.output!r}")
-    if Path(args.output).exists() and not args.overwrite:
-        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    _refuse_existing(args.output, args.overwrite)
     table = _conditions(args)
     pipeline = load_pipeline(args.checkpoint)
     wall_outputs = [f for f, v in (("--vtk", args.vtk), ("--plot", args.plot)) if v is not None]
@@ -110,15 +125,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoints import load_checkpoint
     from .compare import evaluate_checkpoints, format_table
     from .data import load_dataset
-    from .module import load_module
 
+    _refuse_existing(args.output, args.overwrite)
     trajectory = erosion = None
     for path in args.checkpoint:
-        if not Path(path).is_file():
-            raise UsageError(f"{path}: no such checkpoint")
-        kind = load_module(path).kind
+        kind = load_checkpoint(path).kind
         if kind == "erosion":
             erosion = path
         elif trajectory is None:
@@ -130,10 +144,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data)
     table = evaluate_checkpoints(trajectory, erosion, ds, args.split)
     print(format_table(table))
-    if args.output:
-        table.to_csv(args.output, index=False)
+    if args.output:  # a hidden sibling renamed into place: no half-written table
+        tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(args.output)
         print(f"wrote {args.output}")
     return 0
+
+
+def _refuse_existing(path: str | Path | None, overwrite: bool) -> None:
+    if path is not None and Path(path).exists() and not overwrite:
+        raise UsageError(f"{path} exists; pass --overwrite to replace it")
 
 
 def _experiment_parser(command: str):
@@ -144,6 +165,8 @@ def _experiment_parser(command: str):
     parser = experiment_parser(f"fluidgpt {command}")
     parser.add_argument("--plots", action=ActionYesNo, default=True,
                         help="write the plots next to the table (--no_plots: none)")
+    parser.add_argument("--overwrite", type=bool, default=False, nargs="?", const=True,
+                        help="replace an existing table (and the plots and logs beside it)")
     return parser
 
 
@@ -154,6 +177,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
     config, ns = parse_experiment(argv, _experiment_parser("compare"))
     if config.output is None:
         raise UsageError("give --output compare.csv (or output: in the experiment)")
+    _refuse_existing(config.output, ns.overwrite)
     start = time.perf_counter()
     result = run_compare(config, None, config.output)
     print(format_table(result.table))
@@ -219,7 +243,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
     if "--data.path" not in given and BUILT_DATASET.exists():
         head.append(f"--data.path={BUILT_DATASET}")
     parser = _experiment_parser("demo")
-    config, _ = parse_experiment([*head, *argv, f"--output={out / 'compare.csv'}"], parser)
+    config, ns = parse_experiment([*head, *argv, f"--output={out / 'compare.csv'}"], parser)
+    _refuse_existing(config.output, ns.overwrite)
     print(f"fluidgpt demo on {config.data.path or 'the shipped sample (fluidgpt/sample_data)'}")
     start = time.perf_counter()
     result = run_compare(config, None, out / "compare.csv")
@@ -247,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="FLUID-GPT: particle trajectories (GPT-2) and wall erosion (CNN) from CFD "
                     "conditions, with LSTM/BiLSTM and nearest-case baselines.")
     parser.add_argument("--version", action="version", version=f"fluidgpt {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on bad input, show the traceback instead of the one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("dataset", help="build a canonical dataset")
@@ -262,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--keep-cases", action="store_true", help="keep the OpenFOAM cases")
     b.add_argument("--overwrite", action="store_true", help="replace an existing output")
     b.set_defaults(func=cmd_dataset_build)
+    t = dsub.add_parser("table", help="a particle-track table (CSV / Parquet) on a time grid")
+    t.add_argument("--table", required=True, help="CSV, TSV or Parquet: one row per sample")
+    t.add_argument("--column", action="append", required=True, metavar="NAME=HEADER",
+                   help="canonical name (particle, time, x, y, z; u, v, w, diameter, case) = "
+                        "the table's header; a unit in it ('X [mm]') is converted to SI")
+    t.add_argument("--conditions-file", required=True,
+                   help="CSV: one column per condition, a 'case' column naming each case")
+    t.add_argument("--steps", type=int, required=True, help="time steps of the grid")
+    t.add_argument("--interval", type=float, required=True, help="seconds between steps")
+    t.add_argument("--start", type=float, default=0.0, help="time of step 0 [s]")
+    t.add_argument("--diameter", type=float, help="[m], when the table has no diameter")
+    t.add_argument("--output", required=True, help=".zarr, .zarr.zip or .nc")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    t.set_defaults(func=cmd_dataset_table)
 
     # fit/validate/test (LightningCLI) and compare/demo (the experiment parser) are parsed
     # by jsonargparse in main(); listed here for --help
@@ -296,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default=None, choices=("interior", "block", "random"),
                    help="default: the split the checkpoint was trained on")
     e.add_argument("--output", default=None, help="CSV of the scores")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     e.set_defaults(func=cmd_evaluate)
 
     sub.add_parser("compare", help="train and score gpt, lstm, bilstm, nearest, knn, pod "
@@ -325,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .sources import OpenFOAMNotFoundError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if argv and argv[0] in _JSONARGPARSE:
         command = argv[0]
         run = (lambda: cmd_lightning(argv)) if command in ("fit", "validate", "test") else \
@@ -340,8 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet()
     try:
         return run()
-    except (UsageError, ConfigError, FileNotFoundError, FileExistsError, ValueError, KeyError,
+    except (UsageError, ConfigError, OSError, ValueError, KeyError,
             OpenFOAMNotFoundError) as err:
+        if debug:
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"fluidgpt {command}: error: {' '.join(str(message).split())}",
               file=sys.stderr)

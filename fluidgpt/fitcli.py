@@ -10,7 +10,7 @@ The schema is the modules' typed ``__init__`` signatures: ``model`` is a traject
 (:class:`~fluidgpt.module.GPTModule` or :class:`~fluidgpt.module.SequenceModule`, its
 ``model`` / ``train`` settings a preset plus typed overrides), ``data`` the
 :class:`~fluidgpt.casedata.CaseDataModule`, ``trainer`` Lightning's Trainer. The sizes the
-network needs (:class:`~fluidgpt.datamodule.DataContract`) are linked from the DataModule
+network needs (:class:`~fluidgpt.casetensors.DataContract`) are linked from the DataModule
 into ``model.contract`` when both are built, never written. Added to LightningCLI's keys:
 ``erosion.model`` (an :class:`~fluidgpt.module.ErosionModule` section, null: no erosion
 stage), ``erosion.epochs`` / ``erosion.seconds``, ``runtime`` (workers, threads of the fold
@@ -20,11 +20,15 @@ and erosion runs), ``output`` and ``overwrite``.
 ``OUTPUT/<kind>.ckpt``; then, as before LightningCLI, the fold models (the same section, each
 without its fold, rolling it out: ``<kind>_fold<k>.ckpt``) and the erosion model on their
 out-of-fold rollouts (``erosion.ckpt``), and the held-out scores (``scores.csv``). Every
-checkpoint loads with ``torch.load(path, weights_only=True)``.
+checkpoint loads with ``torch.load(path, weights_only=True)``. An output directory that
+exists and is not empty is refused before anything is read unless ``--overwrite``; a fit
+that fails removes what it wrote into a new or empty one.
 """
 
 from __future__ import annotations
 
+import pickle
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +39,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
 from .casedata import CaseDataModule
+from .checkpoints import unreadable_checkpoint
 from .compare.config import (
     _DEFAULT_EROSION,
     DATA_ARGUMENTS,
@@ -49,8 +54,9 @@ from .compare.jobs import JobResult
 from .compare.run import fit_stage_two
 from .compare.training import forecast
 from .config import ConfigError
-from .datamodule import DataInfo, DataInfoCallback
-from .module import MODULES, ErosionModule, SequenceModule, StopAtThreshold, _FluidModule
+from .datainfo import DataInfo, DataInfoCallback
+from .module import MODULES, ErosionModule, SequenceModule, StopAtThreshold
+from .modulebase import _FluidModule
 from .parsing import FluidArgumentParser, one_line_errors
 
 __all__ = ["FluidCLI", "run_fit", "TRAINER_DEFAULTS"]
@@ -126,8 +132,9 @@ class FluidCLI(LightningCLI):
                             help="parallel fold / erosion runs and their torch threads")
         parser.add_argument("--output", type=str, default="fluidgpt-output",
                             help="directory of the checkpoints, scores.csv and logs")
-        parser.add_argument("--overwrite", type=bool, default=False,
-                            help="replace the checkpoints and scores of an earlier fit")
+        parser.add_argument("--overwrite", type=bool, default=False, nargs="?", const=True,
+                            help="write into an output directory that is not empty (an "
+                                 "earlier fit's files are replaced)")
 
     def _parse_ckpt_path(self) -> None:
         """validate / test --ckpt_path: the model is rebuilt as the checkpoint was trained
@@ -137,10 +144,15 @@ class FluidCLI(LightningCLI):
         path = self.config[sub].get("ckpt_path") if sub else None
         if not path or not Path(path).is_file():
             return
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+        try:
+            ckpt = torch.load(path, weights_only=True, map_location="cpu")
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            raise unreadable_checkpoint(path, err) from err
+        ckpt = ckpt if isinstance(ckpt, dict) else {}
         cls, hparams = MODULES.get(ckpt.get("fluidgpt_module")), ckpt.get("hyper_parameters")
         if cls is None or not hparams:
-            raise ConfigError(f"{path} is not a fluidgpt checkpoint")
+            raise ConfigError(f"{path} is not a fluidgpt checkpoint (expected a file written "
+                              "by `fluidgpt fit`)")
         skip = {"name", *cls.config_class.DATA_FIELDS}
         model = {k: v for k, v in hparams["model"].items() if k not in skip}
         train = {k: v for k, v in hparams["train"].items() if k != "name"}
@@ -150,6 +162,11 @@ class FluidCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self._settings()
+        out = Path(config.output)
+        if self.subcommand == "fit" and not config.overwrite and out.exists() and (
+                not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"output {out} exists and is not an empty directory; pass "
+                                  "--overwrite to write into it")
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = config.output
         if self.subcommand in ("validate", "test") and config.trainer.logger is None:
@@ -165,12 +182,26 @@ class FluidCLI(LightningCLI):
                               f"{self.datamodule.split.n_folds - 1})")
 
     def fit(self, model: _FluidModule, datamodule: CaseDataModule, **kwargs: Any) -> None:
-        """Train, save and score the model, then the fold models and the erosion model."""
+        """Train, save and score the model, then the fold models and the erosion model. A
+        fit that fails leaves nothing in an output directory that was new or empty."""
+        out = Path(self._settings().output)
+        created, empty = not out.exists(), out.is_dir() and not any(out.iterdir())
+        try:
+            self._fit(model, datamodule, **kwargs)
+        except Exception:  # an interrupted fit (Ctrl-C) keeps what it has
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            elif empty:
+                for child in out.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            raise
+
+    def _fit(self, model: _FluidModule, datamodule: CaseDataModule, **kwargs: Any) -> None:
         cfg, trainer, dm = self._settings(), self.trainer, datamodule
         kind, out = _kind(model), Path(cfg.output)
-        earlier = [p for p in (out / f"{kind}.ckpt", out / "scores.csv") if p.exists()]
-        if earlier and not cfg.overwrite:
-            raise FileExistsError(f"{earlier[0]} exists; pass --overwrite to replace it")
         print(f"fit {kind} on the {dm.split.description}"
               + ("" if dm.fold is None else f", without fold {dm.fold}"))
         if cfg.trainer.logger is None:

@@ -17,15 +17,18 @@ import ast
 import functools
 import re
 import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser
 
 from .config import ConfigError
 
 __all__ = ["ExperimentError", "one_line", "one_line_errors", "ExperimentParser",
-           "FluidArgumentParser"]
+           "FluidArgumentParser", "check_config_files"]
 
 
 class ExperimentError(ConfigError, argparse.ArgumentError):
@@ -201,11 +204,37 @@ def one_line(message: str) -> str:
     return f"{key}: {text}" if key else text
 
 
+def check_config_files(argv: Sequence[str]) -> None:
+    """Read every ``--config FILE`` of ``argv`` as YAML first: a file that is not YAML is a
+    :class:`~fluidgpt.config.ConfigError` naming it and the line (jsonargparse's message
+    names neither)."""
+    argv = list(argv)
+    paths = [b for a, b in zip(argv, argv[1:]) if a == "--config"]
+    paths += [a.partition("=")[2] for a in argv if a.startswith("--config=")]
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue  # jsonargparse names a missing file (or reads a YAML string)
+        try:
+            yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: expected a YAML text file, found binary data") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML ({where}{problem})") from None
+
+
 class _OneLineErrors:
-    """Errors raised as one-line :class:`ExperimentError` instead of usage + exit."""
+    """Errors raised as one-line :class:`ExperimentError` instead of usage + exit; the
+    config files are checked as YAML before jsonargparse reads them."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         raise ExperimentError(message) from ex
+
+    def parse_args(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        check_config_files(args or [])
+        return super().parse_args(args, *rest, **kwargs)
 
 
 class ExperimentParser(_OneLineErrors, ArgumentParser):

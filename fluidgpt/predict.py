@@ -1,7 +1,7 @@
 """Checkpoints + new case conditions -> rolled-out trajectories and the erosion map.
 
 A trajectory checkpoint written by ``fluidgpt fit`` carries what prediction needs besides
-the weights (:class:`fluidgpt.datamodule.DataInfo`): the condition names in the order the
+the weights (:class:`fluidgpt.datainfo.DataInfo`): the condition names in the order the
 network reads them, their training ranges, the injection points (step 0 is the same in every
 case of a sweep: the same particles injected in the same order), the sample times and the
 wall faces. :func:`predict` rolls every case out from those injection points and, with an
@@ -34,13 +34,16 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from .datamodule import CaseTensors, DataInfo, read_data_info
-from .schema import canonical_dataset, save_dataset
+from .casetensors import CaseTensors
+from .checkpoints import load_checkpoint
+from .datainfo import DataInfo, read_data_info
+from .schema import canonical_dataset, check_condition, save_dataset
 from .wall import DEFAULT_WALL_DENSITY, hotspot, wall_loss_mm_per_year
 from .wall_vtk import vtk_paths, write_wall_vtk
 
 __all__ = [
     "Pipeline",
+    "load_checkpoint",
     "load_pipeline",
     "parse_conditions",
     "read_conditions_file",
@@ -68,14 +71,10 @@ class Pipeline:
 
 def load_pipeline(paths: Sequence[str | Path]) -> Pipeline:
     """Load one trajectory checkpoint and at most one erosion checkpoint (any order)."""
-    from .module import load_module
-
     trajectory = erosion = None
     info = None
     for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such checkpoint")
-        module = load_module(str(path))
+        module = load_checkpoint(path)
         if module.kind == "erosion":
             if erosion is not None:
                 raise ValueError("give at most one erosion checkpoint")
@@ -112,6 +111,8 @@ def parse_conditions(text: str) -> pd.DataFrame:
         key, sep, value = item.strip().partition("=")
         if not sep or not key.strip():
             raise ValueError(f"conditions look like name=value,name=value; found {item!r}")
+        if key.strip() in values:
+            raise ValueError(f"condition {key.strip()!r}: given twice in {text!r}")
         try:
             values[key.strip()] = float(value)
         except ValueError:
@@ -130,28 +131,41 @@ def read_conditions_file(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable CSV table ({err})") from None
     if table.empty:
         raise ValueError(f"{path}: no cases (rows) in the conditions file")
-    bad = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-    if bad:
-        raise ValueError(f"{path}: columns {bad} are not numeric")
+    for name in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[name]):
+            text = table[name][pd.to_numeric(table[name], errors="coerce").isna()].iloc[0]
+            raise ValueError(f"{path}: condition {name!r}: expected numbers, found {text!r}")
     return table
 
 
 def _condition_matrix(table: pd.DataFrame, info: DataInfo) -> np.ndarray:
+    """The (N, K) conditions the model reads: impossible values (any model) are an error,
+    values outside the training ranges a warning."""
+    for name in table.columns:  # a physically impossible case first, whatever the model
+        for value in table[name].to_numpy(dtype=np.float64):
+            if not np.isfinite(value):
+                raise ValueError(f"condition {name}: expected a finite number, found {value}")
+            problem = check_condition(name, value)
+            if problem:
+                raise ValueError(problem)
     names = list(info.conditions)
     missing = [n for n in names if n not in table.columns]
     extra = [c for c in table.columns if c not in names]
     if missing or extra:
         raise ValueError(f"the model reads conditions {names}; missing {missing}"
                          + (f", unknown {extra}" if extra else ""))
-    values = table[names].to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ValueError("conditions must be finite numbers")
+    values = table[names].to_numpy(dtype=np.float64)  # (N, K)
+    # The ranges were taken from float32 conditions: a relative tolerance of 1e-6 (float32
+    # rounds to 6e-8) keeps a training case's own conditions, typed in full, inside them.
     low, high = np.asarray(info.low), np.asarray(info.high)
-    outside = [(n, float(v)) for row in values for n, v, lo, hi in zip(names, row, low, high)
-               if v < lo - 1e-9 * abs(lo) or v > hi + 1e-9 * abs(hi)]
+    below = (values < low) & ~np.isclose(values, low, rtol=1e-6, atol=0.0)
+    above = (values > high) & ~np.isclose(values, high, rtol=1e-6, atol=0.0)
+    outside = [f"{n}={v:g} (trained on {lo:g} .. {hi:g})" for row, out in
+               zip(values, below | above) for n, v, lo, hi, o in zip(names, row, low, high, out)
+               if o]
     if outside:
-        warnings.warn(f"conditions outside the training range (extrapolation): {outside[:5]}",
-                      stacklevel=4)
+        warnings.warn("conditions outside the training range (extrapolation): "
+                      + ", ".join(outside[:5]), stacklevel=4)
     return values
 
 

@@ -27,15 +27,20 @@ another injection seed): a split must keep a group on one side.
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["SchemaError", "validate", "open_dataset", "save_dataset", "canonical_dataset",
-           "PHYSICAL_CONDITIONS", "CONDITION_ATTRS", "XYZ", "VARIABLES"]
+__all__ = ["SchemaError", "validate", "open_dataset", "save_dataset", "write_dataset",
+           "canonical_dataset", "check_condition", "PHYSICAL_CONDITIONS", "CONDITION_ATTRS",
+           "CONDITION_BOUNDS", "XYZ", "VARIABLES"]
 
 XYZ = ("x", "y", "z")
 
@@ -53,6 +58,35 @@ CONDITION_ATTRS = {
     "main_inlet_pressure": ("Pa", "main-inlet gauge pressure label (inert)"),
     "side_inlet_pressure": ("Pa", "side-inlet gauge pressure label (inert)"),
 }
+
+#: Physically possible values of the known conditions: (lower, upper, lower excluded). An
+#: inlet speed is a magnitude (0: a closed inlet); the pressure labels are unbounded gauges.
+CONDITION_BOUNDS = {
+    "main_inlet_speed": (0.0, math.inf, False),
+    "side_inlet_speed": (0.0, math.inf, False),
+    "particle_diameter": (0.0, math.inf, True),
+    "particle_density": (0.0, math.inf, True),
+    "restitution": (0.0, 1.0, False),
+}
+
+
+def check_condition(name: str, value: float) -> str | None:
+    """Why ``value`` is not a possible value of condition ``name`` (None: it is, or the
+    condition has no known bounds): ``condition NAME: expected RANGE UNITS, found VALUE``."""
+    if name not in CONDITION_BOUNDS:
+        return None
+    low, high, open_low = CONDITION_BOUNDS[name]
+    value = float(value)
+    if math.isfinite(value) and (value > low or (value == low and not open_low)) \
+            and value <= high:
+        return None
+    units = CONDITION_ATTRS[name][0]
+    if high == math.inf:
+        expected = f"{'>' if open_low else '>='} {low:g} {units}"
+    else:
+        expected = f"a value in {'(' if open_low else '['}{low:g}, {high:g}] ({units})"
+    return f"condition {name}: expected {expected}, found {value:g}"
+
 
 #: name: (dims, units, long_name); units None where the variable is not a quantity.
 VARIABLES = {
@@ -136,8 +170,14 @@ def _check_conditions(ds: xr.Dataset, problems: list[str]) -> None:
             known = CONDITION_ATTRS.get(name)
             if known is not None and unit != known[0]:
                 problems.append(f"condition {name}: expected units {known[0]!r}, found {unit!r}")
-    if not np.isfinite(ds["conditions"].values).all():
+    values = ds["conditions"].transpose("case", "condition").values  # (N, C)
+    if not np.isfinite(values).all():
         problems.append("conditions: contains NaN or inf")
+        return
+    for name, column in zip(names, values.T):
+        bad = [m for m in (check_condition(name, v) for v in column) if m]
+        if bad:
+            problems.append(f"{bad[0]} ({len(bad)} case(s))")
 
 
 def _check_erosion(ds: xr.Dataset, problems: list[str]) -> None:
@@ -315,6 +355,34 @@ def save_dataset(ds: xr.Dataset, path) -> Path:
     else:
         _to_zarr(ds, path)
     return path
+
+
+def write_dataset(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
+    """:func:`save_dataset` under a hidden sibling name, renamed into place once complete, so
+    a failure leaves nothing at ``path`` (or the previous file). An existing ``path`` is
+    refused unless ``overwrite``."""
+    path = Path(path)
+    kind = _suffix(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    tag = uuid.uuid4().hex[:8]
+    tmp = path.with_name(f".{path.name[:-len(kind)]}.tmp-{tag}{kind}")
+    try:
+        save_dataset(ds, tmp)
+        if path.exists():
+            _remove(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _to_zarr(ds: xr.Dataset, path: Path) -> None:

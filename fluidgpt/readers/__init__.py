@@ -3,6 +3,7 @@
 * ``openfoam``: an OpenFOAM (v1912, ASCII) case with a Lagrangian cloud and particleErosion.
 * ``tables``: CSV / Parquet particle-track tables (e.g. a Fluent export) with a column map.
 * ``tracks``: the long track table both produce, resampled onto a common time grid.
+* ``units``: units named in a table's column headers (``X [mm]``), to SI.
 """
 
 from .foam_format import FoamFormatError
@@ -14,9 +15,10 @@ from .openfoam import (
     read_tracks,
     read_wall_faces,
 )
-from .tables import read_track_table, tracks_to_dataset
+from .tables import read_case_conditions, read_track_table, table_dataset, tracks_to_dataset
 from .tracks import Trajectories, resample_tracks, uniform_times
 
 __all__ = ["FoamFormatError", "read_tracks", "read_wall_faces", "read_eroded_volume",
            "read_cell_centre_boundary", "erosion_rate", "particle_key", "read_track_table",
-           "tracks_to_dataset", "Trajectories", "resample_tracks", "uniform_times"]
+           "tracks_to_dataset", "read_case_conditions", "table_dataset", "Trajectories",
+           "resample_tracks", "uniform_times"]

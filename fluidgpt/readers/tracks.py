@@ -47,20 +47,72 @@ class Trajectories:
 
 def check_track_table(table: pd.DataFrame, source: str = "track table") -> pd.DataFrame:
     """Check the columns and values of a track table; returns it sorted by (case,) particle,
-    time, with repeated samples of a particle at one time dropped (the last kept)."""
+    time.
+
+    Rows that repeat a (case,) particle, time key with the same values are dropped, with a
+    note in ``attrs["notes"]``; rows that repeat a key with other values are an error (without
+    a case column: the table holds several runs, which need one).
+    """
     missing = [c for c in _REQUIRED if c not in table.columns]
     if missing:
         raise ValueError(f"{source}: missing columns {missing}; found {list(table.columns)}")
+    if table.empty:
+        raise ValueError(f"{source}: no rows (expected one row per particle sample)")
     numeric = [c for c in TRACK_COLUMNS[1:] if c in table.columns]
-    bad = [c for c in numeric if not pd.api.types.is_numeric_dtype(table[c])]
-    if bad:
-        raise ValueError(f"{source}: columns {bad} are not numeric")
-    finite = np.isfinite(table[numeric].to_numpy(dtype=float)).all(axis=0)
+    for c in numeric:
+        if not pd.api.types.is_numeric_dtype(table[c]):
+            bad = pd.to_numeric(table[c], errors="coerce").isna() & table[c].notna()
+            first = int(np.argmax(bad.to_numpy())) if bad.any() else 0
+            raise ValueError(f"{source}: column {c!r}: expected numbers, found "
+                             f"{table[c].iloc[first]!r} (data row {first + 1})")
+    finite = np.isfinite(table[numeric].to_numpy(dtype=float))  # (rows, columns)
     if not finite.all():
+        row, col = np.argwhere(~finite)[0]
         raise ValueError(f"{source}: NaN or inf in columns "
-                         f"{[c for c, ok in zip(numeric, finite) if not ok]}")
+                         f"{[c for c, ok in zip(numeric, finite.all(0)) if not ok]} (first: "
+                         f"{numeric[col]!r}, data row {row + 1}); expected finite numbers")
     keys = ["case", "particle", "time"] if "case" in table.columns else ["particle", "time"]
-    return table.sort_values(keys, kind="stable").drop_duplicates(keys, keep="last")
+    table = table.sort_values(keys, kind="stable")
+    return _drop_duplicates(table, keys, source)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _drop_duplicates(table: pd.DataFrame, keys: list[str], source: str) -> pd.DataFrame:
+    """The table without rows that repeat a key with the same values (noted); a key repeated
+    with other values is an error naming the key and the values."""
+    notes = list(table.attrs.get("notes", []))
+    repeated = table.duplicated(keys, keep=False)
+    if repeated.any():
+        rows = table[repeated]
+        values = [c for c in table.columns if c not in keys]
+        differs = rows.groupby(keys, sort=False)[values].nunique(dropna=False).gt(1)
+        conflicts = differs.any(axis=1)
+        if conflicts.any():
+            first = conflicts[conflicts].index[0]
+            first = first if isinstance(first, tuple) else (first,)
+            group = rows[(rows[keys] == pd.Series(first, index=keys)).all(axis=1)]
+            a, b = group.iloc[0], group.iloc[1]
+            what = ", ".join(f"{c}={_plain(a[c])!r} vs {_plain(b[c])!r}"
+                             for c in values if a[c] != b[c])
+            key = ", ".join(f"{k}={_plain(v)!r}" for k, v in zip(keys, first))
+            n = int(conflicts.sum())
+            if "case" in keys:
+                raise ValueError(f"{source}: conflicting duplicate rows for {key}: {what} "
+                                 f"({n} key(s) repeat with other values); expected one row "
+                                 "per (case, particle, time)")
+            raise ValueError(f"{source}: rows repeat {key} with other values: {what} ({n} "
+                             "(particle, time) pair(s)); a table of several runs needs a case "
+                             "column (columns={'case': ...}, or --column case=HEADER), a "
+                             "single run one row per (particle, time)")
+        dropped = int(table.duplicated(keys).sum())
+        notes.append(f"{source}: dropped {dropped} exact duplicate row(s) (same {keys} and "
+                     "values)")
+        table = table.drop_duplicates(keys, keep="first")
+    table.attrs["notes"] = notes
+    return table
 
 
 def uniform_times(n_steps: int, interval: float, start: float = 0.0) -> np.ndarray:

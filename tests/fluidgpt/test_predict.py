@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,9 @@ import yaml
 from fluidgpt import compare as C
 from fluidgpt import predict as P
 from fluidgpt import wall as W
-from fluidgpt.datamodule import DataInfo, FluidDataModule, case_tensors, read_data_info
+from fluidgpt.casetensors import case_tensors
+from fluidgpt.datainfo import DataInfo, read_data_info
+from fluidgpt.datamodule import FluidDataModule
 from fluidgpt.module import load_module
 from fluidgpt.schema import open_dataset, validate
 from tests.fluidgpt.test_compare import tiny_experiment
@@ -156,7 +159,7 @@ def test_conditions_parsing_and_checks(tmp_path, trained):
         P.parse_conditions("main_inlet_speed=fast")
     csv = tmp_path / "c.csv"
     csv.write_text("main_inlet_speed,side_inlet_speed\n9,fast\n")
-    with pytest.raises(ValueError, match="not numeric"):
+    with pytest.raises(ValueError, match="'side_inlet_speed': expected numbers, found 'fast'"):
         P.read_conditions_file(csv)
     with pytest.raises(FileNotFoundError):
         P.read_conditions_file(tmp_path / "missing.csv")
@@ -166,9 +169,44 @@ def test_conditions_parsing_and_checks(tmp_path, trained):
         P.predict(pipeline, pd.DataFrame([{n: 1.0 for n in names if n != "restitution"}]))
     with pytest.raises(ValueError, match=r"unknown \['swirl'\]"):
         P.predict(pipeline, pd.DataFrame([{**{n: 1.0 for n in names}, "swirl": 1.0}]))
-    high = {n: 2.0 * h for n, h in zip(names, pipeline.info.high)}
-    with pytest.warns(UserWarning, match="extrapolation"):
+    high = {n: 2.0 * h if "speed" in n else h for n, h in zip(names, pipeline.info.high)}
+    with pytest.warns(UserWarning, match=r"extrapolation\): main_inlet_speed=24 \(trained on"):
         P.predict(pipeline, pd.DataFrame([high]))
+    with pytest.raises(ValueError, match=r"condition restitution: expected a value in \[0, 1\]"):
+        P.predict(pipeline, pd.DataFrame([{**high, "restitution": 1.2}]))
+
+
+def test_training_cases_typed_in_full_are_inside_the_stored_ranges(trained):
+    """The ranges come from float32 conditions: every case of the dataset, given as its
+    float64 values (a case at a bound included), is not extrapolation."""
+    info = P.load_pipeline([trained["tmp"] / "gpt.ckpt"]).info
+    table = pd.DataFrame(trained["ds"]["conditions"].sel(condition=info.conditions).values,
+                         columns=info.conditions)  # float64, as in the dataset
+    assert (table.min().to_numpy() != np.asarray(info.low)).any()  # rounding moved a bound
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        P._condition_matrix(table, info)
+
+
+def test_the_docs_example_conditions_are_possible_and_inside_the_sample():
+    """`fluidgpt predict --conditions "..."` of docs/fluidgpt.md against the ranges a model
+    trained on the shipped sample stores (float32 minima and maxima)."""
+    import re
+    import types
+    from pathlib import Path
+
+    from fluidgpt.data import load_dataset
+
+    docs = (Path(__file__).parents[2] / "docs" / "fluidgpt.md").read_text()
+    table = P.parse_conditions(re.search(r'--conditions "([^"]+)"', docs).group(1))
+    values = load_dataset(None)["conditions"].sel(condition=list(table.columns))
+    info = types.SimpleNamespace(
+        conditions=list(table.columns),
+        low=values.min("case").values.astype(np.float32).tolist(),
+        high=values.max("case").values.astype(np.float32).tolist())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        P._condition_matrix(table, info)
 
 
 def test_load_pipeline_errors(trained):

@@ -330,8 +330,9 @@ COLUMNS = {"case": "Case", "particle": "Particle ID", "time": "Residence Time",
 def test_csv_table_to_dataset(tmp_path):
     path = tmp_path / "tracks.csv"
     _fluent_like_csv(path)
-    table = read_track_table(path, COLUMNS, scale={"x": 1e-3, "y": 1e-3, "z": 1e-3})
+    table = read_track_table(path, COLUMNS)  # the [mm] of the headers converted to m
     assert table["x"].max() == pytest.approx(0.022)
+    assert "x: 'X [mm]' converted from mm to m (x 0.001)" in table.attrs["notes"]
     conds = [[8.0, 20.0, 5e-5, 2650.0, 0.9], [10.0, 20.0, 5e-5, 2650.0, 0.9]]
     ds = tracks_to_dataset(table, np.array([0.0, 0.005, 0.01, 0.02]), conds, PHYSICAL_CONDITIONS)
     validate(ds, erosion=False)
@@ -339,6 +340,17 @@ def test_csv_table_to_dataset(tmp_path):
     np.testing.assert_allclose(ds["position"].values[0, 0, :, 0], [0.001, 0.006, 0.011, 0.021],
                                rtol=1e-5)
     np.testing.assert_allclose(ds["velocity"].values[0, 0, 0, 0], 1.0, rtol=1e-5)
+    assert "converted from mm to m" in ds.attrs["notes"]
+
+
+def test_exact_duplicate_rows_are_dropped_with_a_note(tmp_path):
+    path = tmp_path / "tracks.csv"
+    _fluent_like_csv(path)
+    raw = pd.read_csv(path)
+    pd.concat([raw, raw.iloc[[0, 4]]]).to_csv(path, index=False)
+    table = read_track_table(path, COLUMNS)
+    assert len(table) == len(raw)
+    assert any("dropped 2 exact duplicate row(s)" in n for n in table.attrs["notes"])
 
 
 def test_table_errors(tmp_path):
@@ -354,6 +366,8 @@ def test_table_errors(tmp_path):
         read_track_table(path, {**COLUMNS, "colour": "Case"})
     with pytest.raises(ValueError, match="unknown table format"):
         read_track_table(tmp_path / "tracks.xlsx", COLUMNS)
+    with pytest.raises(ValueError, match="leave 'x' out of scale"):
+        read_track_table(path, COLUMNS, scale={"x": 1e-3})
     table = read_track_table(path, COLUMNS)
     with pytest.raises(ValueError, match=r"conditions: expected shape \(2, 5\)"):
         tracks_to_dataset(table, np.array([0.0, 0.01]), [[1.0] * 5], PHYSICAL_CONDITIONS)

@@ -386,5 +386,5 @@ def test_condition_range_errors_name_the_condition(recipe_dict):
     with pytest.raises(ValueError, match=r"^recipe.conditions.particle_density: a condition"):
         recipe_from_dict({**recipe_dict, "conditions": bad})
     bad = {**recipe_dict["conditions"], "particle_density": {"min": 1.0, "mx": 2.0}}
-    with pytest.raises(ValueError, match=r"recipe.conditions.particle_density: .*unexpected keyword argument 'mx'"):
+    with pytest.raises(ValueError, match=r"recipe.conditions.particle_density: .*'mx'"):
         recipe_from_dict({**recipe_dict, "conditions": bad})
