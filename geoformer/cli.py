@@ -6,12 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-
-import yaml
 
 from . import __version__
 from .config import PRESETS, ConfigError, GeoFormerConfig
+from .errors import OneLineParser, guarded, naming, read_yaml, refuse_existing, yaml_configs
 
 __all__ = ["main", "parse_grid", "info_parser"]
 
@@ -33,16 +31,12 @@ TRAINING = {"fit": "train one lead-time model from an experiment YAML",
 
 
 def run_training(argv: Sequence[str]) -> int:
-    """``geoformer fit|validate|test``: LightningCLI, whose parse errors are one line (exit 2)."""
+    """``geoformer fit|validate|test``: LightningCLI, whose parse errors are one line (exit 2);
+    every --config file is parsed first, so that a broken one is named."""
     from .train import run
 
-    try:
-        run(list(argv))
-    except SystemExit as stop:  # --help, --print_config, a parse error (already printed)
-        return stop.code if isinstance(stop.code, int) else 0
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        print(f"geoformer {argv[0]}: {err}", file=sys.stderr)
-        return 2
+    yaml_configs(list(argv[1:]))
+    run(list(argv))
     return 0
 
 
@@ -101,18 +95,25 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.which == "held-suarez":
         from .sources.held_suarez import build_held_suarez, load_or_build_held_suarez
 
-        recipe = yaml.safe_load(Path(args.recipe).read_text()) if args.recipe else None
+        recipe = read_yaml(args.recipe) if args.recipe else None
+        if recipe is not None and not isinstance(recipe, dict):
+            raise ConfigError(f"{args.recipe}: expected a mapping of recipe keys, found a "
+                              f"{type(recipe).__name__}")
         if args.output:
+            refuse_existing(args.output, overwrite=args.overwrite)
             path = build_held_suarez(args.output, recipe=recipe, overwrite=args.overwrite)
         else:
             path = load_or_build_held_suarez(recipe=recipe)
         print(f"Held-Suarez dataset: {path}")
         return 0
     from .data import write_training_store
+    from .schema import SchemaError
 
+    refuse_existing(args.output, overwrite=args.overwrite)
     notes: list[str] = []
-    ds = _open_input(args, notes)
-    path = write_training_store(ds, args.output, overwrite=args.overwrite)
+    with naming(args.input, SchemaError):
+        path = write_training_store(_open_input(args, notes), args.output,
+                                    overwrite=args.overwrite)
     for note in notes:
         print(f"note: {note}")
     print(f"training store: {path}")
@@ -130,8 +131,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if args.perturbation not in PERTURBATIONS:
         raise ConfigError(f"--perturbation must be one of {list(PERTURBATIONS)}, found "
                           f"{args.perturbation!r}")
-    if Path(args.output).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
+    refuse_existing(args.output, overwrite=args.overwrite)
     notes: list[str] = []
     # forecast() opens a path itself, with the loader's defaults
     data = _open_input(args, notes) if args.grib_filter or args.humidity_from_rh else args.input
@@ -151,52 +151,67 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 def cmd_climatology(args: argparse.Namespace) -> int:
     from .climatology import compute_climatology
     from .data import atomic_write_zarr
-    from .schema import open_dataset
+    from .schema import SchemaError, open_dataset
 
+    refuse_existing(args.output, overwrite=args.overwrite)
     ds = open_dataset(args.input)
     if args.period:
         ds = ds.sel(time=slice(*args.period))
     keep = [v for v in ds.data_vars if "time" in ds[v].dims]
-    clim = compute_climatology(ds[keep].load(), kind=args.kind, window_days=args.window_days)
+    if not ds.sizes.get("time"):
+        raise SchemaError(f"{args.input}: no time in --period {' .. '.join(args.period)}")
+    with naming(args.input, SchemaError):
+        clim = compute_climatology(ds[keep].load(), kind=args.kind,
+                                   window_days=args.window_days)
     atomic_write_zarr(clim, args.output, overwrite=args.overwrite)
     print(f"climatology ({args.kind}): {args.output}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import atomic_write
     from .evaluation import evaluate
 
+    refuse_existing(args.output, args.plot, overwrite=args.overwrite)
     refs = [r for r in args.references.split(",") if r] if args.references else []
+    notes: list[str] = []
     scores = evaluate(args.forecast, args.truth, args.climatology, refs, args.train_period,
-                      args.climatology_kind, args.regions)
-    out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    scores.to_csv(tmp, index=False)
-    tmp.replace(out)
-    print(f"scores: {out} ({len(scores)} rows)")
-    if args.plot:
+                      args.climatology_kind, args.regions, notes=notes,
+                      allow_missing_valid_times=args.allow_missing_valid_times)
+    for note in notes:
+        print(f"note: {note}")
+    if args.plot:  # drawn first: a failed plot leaves no table either
         from .plots import plot_scores
 
-        print(f"score plot: {plot_scores(scores, args.plot)}")
+        atomic_write(args.plot, lambda tmp: plot_scores(scores, tmp), overwrite=args.overwrite)
+    atomic_write(args.output, lambda tmp: scores.to_csv(tmp, index=False),
+                 overwrite=args.overwrite)
+    print(f"scores: {args.output} ({len(scores)} rows)")
+    if args.plot:
+        print(f"score plot: {args.plot}")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     import pandas as pd
-    import xarray as xr
 
+    from .data import atomic_write
+    from .evaluation import open_forecast
     from .forecast import parse_hours
     from .plots import has_land, map_title, plot_maps
-    from .schema import open_dataset
+    from .schema import SchemaError, open_dataset
 
-    fc = xr.open_zarr(args.forecast) if args.forecast.endswith(".zarr") else xr.open_dataset(
-        args.forecast)
-    truth = open_dataset(args.truth)
+    refuse_existing(args.output, overwrite=args.overwrite)
+    fc, truth = open_forecast(args.forecast), open_dataset(args.truth)
     if args.variable not in fc:
         raise ConfigError(f"variable {args.variable!r} is not in the forecast; it has "
                           f"{sorted(map(str, fc.data_vars))}")
     init = pd.Timestamp(args.init) if args.init else pd.Timestamp(fc.time.values[0])
     lead = pd.Timedelta(hours=parse_hours(args.lead_time))
+    if init not in fc.indexes["time"] or lead not in fc.indexes["prediction_timedelta"]:
+        raise SchemaError(f"{args.forecast}: no forecast from {init} at lead {lead}")
+    if init + lead not in truth.indexes["time"]:
+        raise SchemaError(f"{args.truth}: no truth at the valid time {init + lead}")
     f = fc[args.variable].sel(time=init, prediction_timedelta=lead)
     t = truth[args.variable].sel(time=init + lead)
     if "number" in f.dims:
@@ -209,10 +224,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     title = map_title(f, init_time=init, lead_time=lead, level=args.level,
                       name=args.variable)
     coastlines = has_land(truth) if args.coastlines == "auto" else args.coastlines == "on"
-    path = plot_maps(f.load(), t.load(), args.output, title=title,
-                     units=fc[args.variable].attrs.get("units", ""), coastlines=coastlines,
-                     projection=args.projection, variable=args.variable,
-                     geopotential_in_dam=args.geopotential_units == "dam")
+    f, t = f.load(), t.load()
+    path = atomic_write(args.output, lambda tmp: plot_maps(
+        f, t, tmp, title=title, units=fc[args.variable].attrs.get("units", ""),
+        coastlines=coastlines, projection=args.projection, variable=args.variable,
+        geopotential_in_dam=args.geopotential_units == "dam"), overwrite=args.overwrite)
     print(f"map: {path}")
     return 0
 
@@ -222,14 +238,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.config, args.plan, args.output)
     return 0
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse with the one-line error policy: ``prog: message`` on stderr, exit 2, no usage
-    block (``--help`` still shows it). Subcommand parsers inherit the class."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def _input_options(parser: argparse.ArgumentParser) -> None:
@@ -251,11 +259,13 @@ def _open_input(args: argparse.Namespace, notes: list[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="geoformer",
         description="Pangu-Weather's 3D Earth-specific transformer: network, training, "
                     "forecasts and scores.")
     parser.add_argument("--version", action="version", version=f"geoformer {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("info", add_help=False,
@@ -332,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="global tropics extratropics_north extratropics_south")
     ev.add_argument("--output", required=True, help="scores CSV")
     ev.add_argument("--plot", help="also draw RMSE/ACC against lead time to this PNG")
+    ev.add_argument("--allow-missing-valid-times", action="store_true",
+                    help="score what the truth covers when it lacks some valid times (each "
+                         "lead then averages its own subset of initial times; a note says so)")
+    ev.add_argument("--overwrite", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
     pl = sub.add_parser("plot", help="forecast, truth and error maps (PNG)")
@@ -342,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--init", help="initialisation time (default: the first)")
     pl.add_argument("--lead-time", default="24h")
     pl.add_argument("--output", required=True, help="PNG path")
+    pl.add_argument("--overwrite", action="store_true")
     pl.add_argument("--coastlines", choices=("auto", "on", "off"), default="auto",
                     help="auto (default): drawn unless the truth dataset says it has no land "
                          "(attribute land = none, e.g. Held-Suarez)")
@@ -363,22 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``geoformer ARGS``; a bad input is one line on stderr and exit status 2 (``--debug``,
+    anywhere on the line: the traceback instead)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug, argv = "--debug" in argv, [a for a in argv if a != "--debug"]
     if argv and argv[0] in TRAINING:
-        return run_training(argv)
+        return guarded(lambda: run_training(argv), f"geoformer {argv[0]}", debug)
     if argv and argv[0] == "info":
-        try:
-            return run_info(argv[1:])
-        except SystemExit as stop:  # --help, or a parse error (already printed as one line)
-            return stop.code if isinstance(stop.code, int) else 0
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        # ConfigError, SchemaError and UnreachableLeadTime are ValueErrors: one line each.
-        print(f"geoformer {args.command}: {err}", file=sys.stderr)
-        return 2
+        return guarded(lambda: run_info(argv[1:]), "geoformer info", debug)
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: args.func(args), f"geoformer {args.command}", debug)
 
 
 if __name__ == "__main__":

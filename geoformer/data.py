@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from .schema import STATIC, SURFACE, UPPER_AIR, VARIABLES, SchemaError, standard
 from .state import State
 
 __all__ = [
+    "atomic_write",
     "atomic_write_zarr",
     "write_training_store",
     "variables_in",
@@ -45,34 +46,44 @@ __all__ = [
 ]
 
 
-def atomic_write_zarr(ds: xr.Dataset, path: str | Path, overwrite: bool = False,
-                      encoding: dict | None = None) -> Path:
-    """Write ``ds`` to a zarr store at ``path`` so that a failure leaves nothing behind.
-
-    The store is written to a hidden sibling and renamed into place at the end; an existing
-    store is only replaced (with ``overwrite``) once the new one is complete.
-    """
+def atomic_write(path: str | Path, write: Callable[[Path], Any], overwrite: bool = False
+                 ) -> Path:
+    """``write(tmp)`` a file or folder (zarr, netCDF, CSV, PNG, checkpoint) then rename it to
+    ``path``: a failure leaves nothing. ``tmp``, a hidden sibling, keeps the suffix (writers
+    choose the format by it); an existing ``path`` is refused unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
-        ds.to_zarr(tmp, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
+        write(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
             try:
                 os.replace(tmp, path)
             except BaseException:
-                os.replace(old, path)  # put the previous store back
+                os.replace(old, path)  # put the previous output back
                 raise
-            shutil.rmtree(old)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         else:
             os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.is_dir():
             shutil.rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
     return path
+
+
+def atomic_write_zarr(ds: xr.Dataset, path: str | Path, overwrite: bool = False,
+                      encoding: dict | None = None) -> Path:
+    """Write ``ds`` to a zarr store at ``path`` (zarr v2, consolidated) with
+    :func:`atomic_write`: a failure leaves nothing behind."""
+    ds = ds.drop_encoding()  # a zarr v3 source's codecs (serializer, ...) are not v2's
+    return atomic_write(path, lambda tmp: ds.to_zarr(tmp, mode="w", encoding=encoding,
+                                                     consolidated=True, zarr_format=2),
+                        overwrite=overwrite)
 
 
 def variables_in(ds: xr.Dataset) -> tuple[list[str], list[str], list[str]]:

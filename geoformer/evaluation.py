@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -20,15 +21,43 @@ from .references import (
     persistence,
 )
 from .schema import SchemaError, open_dataset, standardize
-from .scores import score_table
+from .scores import check_valid_times, score_table
 
-__all__ = ["REFERENCES", "evaluate"]
+__all__ = ["REFERENCES", "evaluate", "open_forecast"]
 
 REFERENCES = ("persistence", "climatology", "damped_persistence")
 
 
 def _open(data: xr.Dataset | str | Path) -> xr.Dataset:
     return open_dataset(data) if isinstance(data, (str, Path)) else standardize(data)
+
+
+def open_forecast(forecast: xr.Dataset | str | Path) -> xr.Dataset:
+    """A forecast store (zarr or netCDF, as ``geoformer forecast`` writes it), lazily; a
+    missing or unreadable file is a SchemaError naming it."""
+    if not isinstance(forecast, (str, Path)):
+        return forecast
+    path = str(forecast)
+    if not Path(path).exists():
+        raise SchemaError(f"no such forecast store: {path}")
+    engine = "zarr" if path.rstrip("/").endswith(".zarr") or Path(path).is_dir() else None
+    try:
+        return xr.open_dataset(path, engine=engine, chunks={} if engine else None)
+    except Exception as err:  # each backend has its own errors for a file that is not one
+        raise SchemaError(f"could not open {path} as a forecast store (expected zarr or "
+                          f"netCDF): {' '.join(str(err).split())}") from err
+
+
+def _check_finite(truth: xr.Dataset, times: pd.DatetimeIndex, source: str) -> None:
+    """NaN or inf in the truth at a scored time would give empty scores (persistence starts
+    from the initial times): name the variable and the first such time."""
+    at = truth.sel(time=times)
+    for name, da in at.data_vars.items():
+        bad = (~np.isfinite(da)).any([d for d in da.dims if d != "time"]).values
+        if bad.any():
+            raise SchemaError(f"{source}: variable {name!r} has NaN or infinite values at "
+                              f"{bad.sum()} scored time(s), the first {pd.Timestamp(times[bad][0])}"
+                              "; expected finite values at every initial and valid time")
 
 
 def _check_no_overlap(inits, leads: pd.TimedeltaIndex, train: slice) -> None:
@@ -47,8 +76,9 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
              climatology: xr.Dataset | str | Path | None = None,
              references: Sequence[str] = REFERENCES,
              train_period: Sequence[str] | None = None, climatology_kind: str = "dayofyear_hour",
-             regions: Sequence[str] = ("global",), max_fit_times: int | None = 730
-             ) -> pd.DataFrame:
+             regions: Sequence[str] = ("global",), max_fit_times: int | None = 730,
+             spectra: bool = False, allow_missing_valid_times: bool = False,
+             notes: list[str] | None = None) -> pd.DataFrame:
     """Score the forecast and the reference forecasts against the truth.
 
     The climatology (for ACC and the climatology / damped persistence references) is read
@@ -56,28 +86,38 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     persistence is fitted on ``train_period`` only: its last ``max_fit_times`` steps (None:
     all), which bounds the time and memory of the fit. An ensemble forecast (dim ``number``) is
     scored through its ensemble mean, plus the probabilistic rows of ``score_table``
-    (spread, spread-skill, CRPS). Columns: forecast, variable, level, lead_time_hours,
-    metric, value, region.
+    (spread, spread-skill, CRPS, rank histogram). spectra: add the zonal energy spectra of
+    each forecast and of the truth (``score_table``). Columns: forecast, variable, level,
+    lead_time_hours, metric, value, region.
+
+    A truth that lacks the valid time of some (init, lead) pair is refused unless
+    ``allow_missing_valid_times`` (then ``notes`` says per lead how many init times were
+    scored); NaN or inf in the truth at a scored time is refused.
     """
     unknown = sorted(set(references) - set(REFERENCES))
     if unknown:
         raise ValueError(f"unknown reference forecast(s) {unknown}; choose from {REFERENCES}")
-    fc = xr.open_zarr(forecast) if isinstance(forecast, (str, Path)) and str(
-        forecast).endswith(".zarr") else (xr.open_dataset(forecast) if isinstance(
-            forecast, (str, Path)) else forecast)
+    named = str(forecast) if isinstance(forecast, (str, Path)) else "the forecast"
+    source = str(truth) if isinstance(truth, (str, Path)) else "the truth"
+    fc = open_forecast(forecast)
     for dim in ("time", "prediction_timedelta"):
         if dim not in fc.dims:
-            raise SchemaError(f"the forecast has no {dim!r} dim (dims {list(fc.dims)}); "
+            raise SchemaError(f"{named} has no {dim!r} dim (dims {list(fc.dims)}); "
                               "expected a forecast store (time, prediction_timedelta, ...)")
     fc = fc.drop_vars([c for c in ("valid_time",) if c in fc.coords])
     truth = _open(truth)
     variables = [v for v in fc.data_vars]
     missing = [v for v in variables if v not in truth.data_vars]
     if missing:
-        raise SchemaError(f"the truth lacks the forecast variable(s) {missing}")
+        raise SchemaError(f"{source} lacks the forecast variable(s) {missing}")
     truth = truth[variables]
     if "level" in fc.dims:
         truth = truth.sel(level=fc["level"].values)
+    check_valid_times(fc, truth["time"], allow_missing_valid_times, truth=source)
+    scored = pd.DatetimeIndex((fc["time"] + fc["prediction_timedelta"]).values.ravel())
+    if {"persistence", "damped_persistence"} & set(references):  # they start from the inits
+        scored = scored.union(pd.DatetimeIndex(fc["time"].values))
+    _check_finite(truth, scored.intersection(pd.DatetimeIndex(truth["time"].values)), source)
     needs_clim = bool({"climatology", "damped_persistence"} & set(references))
     train = slice(*train_period) if train_period else None
     if climatology is not None:
@@ -106,4 +146,5 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
         coefficients = fit_damped_persistence(fit_truth.load(), clim, leads)
         forecasts["damped_persistence"] = damped_persistence(truth, clim, coefficients, inits,
                                                              leads)
-    return score_table(forecasts, truth, clim, regions=regions)
+    return score_table(forecasts, truth, clim, regions=regions, spectra=spectra,
+                       allow_missing_valid_times=allow_missing_valid_times, notes=notes)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import xarray as xr
 
 from . import __version__
 from .aggregation import aggregated_rollout, plans
-from .data import atomic_write_zarr
+from .data import atomic_write, atomic_write_zarr
 from .module import GeoFormerModule, load_module
 from .perturbation import PERTURBATIONS, ensemble_noise
 from .regrid import regrid_conservative
@@ -92,7 +90,7 @@ def _check_compatible(a: tuple[str, GeoFormerModule], b: tuple[str, GeoFormerMod
 
 
 def _brief(values: list) -> str:
-    return str(values) if len(values) <= 8 else f"{len(values)} values from {values[0]} " \
+    return str(values) if len(values) <= 5 else f"{len(values)} values from {values[0]} " \
                                                 f"to {values[-1]}"
 
 
@@ -128,8 +126,8 @@ def _select_inits(ds: xr.Dataset, init_times: Sequence[Any], source: str) -> xr.
     for name in ds.data_vars:
         bad = int((~np.isfinite(ds[name])).sum())
         if bad:
-            raise SchemaError(f"initial state: variable {name!r} has {bad} NaN or infinite "
-                              "value(s)")
+            raise SchemaError(f"{source}: the initial state's variable {name!r} has {bad} NaN "
+                              "or infinite value(s)")
     return ds
 
 
@@ -283,14 +281,6 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
                   for d in ds.dims}
         return atomic_write_zarr(ds.chunk(chunks), path, overwrite=overwrite, encoding=encoding)
     if suffix in (".nc", ".nc4"):
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            ds.to_netcdf(tmp, engine="netcdf4")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4"),
+                            overwrite=overwrite)
     raise ValueError(f"forecast output must end in .zarr or .nc, found {path.name!r}")

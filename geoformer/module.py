@@ -20,6 +20,7 @@ import xarray as xr
 from torch import Tensor
 
 from .area import latitude_weights
+from .checkpoints import CheckpointError, load_checkpoint
 from .config import CONTRACT_FIELDS, PRESETS, ConfigError, Network
 from .data import DataContract
 from .model import GeoFormer
@@ -271,15 +272,17 @@ def upgrade_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_module(path: str | Path, map_location: str | torch.device = "cpu") -> GeoFormerModule:
-    """A trained module from a checkpoint, loaded safely (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not a geoformer checkpoint (it has keys {sorted(ckpt)})")
-    module = GeoFormerModule(**upgrade_hparams(ckpt["hyper_parameters"]))
-    module.load_state_dict(ckpt["state_dict"])
+    """A trained module from a checkpoint, loaded safely (``weights_only=True``, see
+    :func:`geoformer.checkpoints.load_checkpoint`); a file that is not one, or one this
+    version cannot rebuild, is a CheckpointError naming it."""
+    ckpt = load_checkpoint(path, map_location)
+    try:
+        module = GeoFormerModule(**upgrade_hparams(ckpt["hyper_parameters"]))
+        module.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, ValueError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise CheckpointError(f"{path}: a geoformer checkpoint this version cannot rebuild "
+                              f"({first})") from err
     return module.eval()
 
 

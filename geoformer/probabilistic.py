@@ -56,6 +56,7 @@ __all__ = [
     "rank_histogram",
     "zonal_energy_spectrum",
     "probabilistic_rows",
+    "spectrum_rows",
 ]
 
 Data = xr.DataArray | xr.Dataset
@@ -261,4 +262,21 @@ def probabilistic_rows(forecast: xr.Dataset, truth: xr.Dataset, name: str, hours
     rows = []
     for metric, values in scores.items():
         rows += _rows(values, name, hours, metric, region)
+    ranks = xr.Dataset({v: rank_histogram(forecast[v], truth[v], region)
+                        for v in forecast.data_vars})  # (..., bin)
+    for b in ranks["bin"].values:
+        rows += _rows(ranks.sel(bin=b, drop=True), name, hours, f"rank_histogram_{b}", region)
+    return rows
+
+
+def spectrum_rows(fields: xr.Dataset, name: str, hours: float) -> list[dict]:
+    """Tidy rows of the zonal energy spectrum (30..60 deg N, mean over ``time``) of every
+    variable at one lead: metric ``zonal_spectrum_{k}`` for each zonal wavenumber k, in m
+    times the variable's units squared. fields: (time, [level], latitude, longitude)."""
+    spectrum = zonal_energy_spectrum(fields).mean("time").compute()  # (..., zonal_wavenumber)
+    spectrum = spectrum.drop_vars("wavelength")
+    rows = []
+    for k in spectrum["zonal_wavenumber"].values:
+        rows += _rows(spectrum.sel(zonal_wavenumber=k, drop=True), name, hours,
+                      f"zonal_spectrum_{k}", "30-60N")
     return rows

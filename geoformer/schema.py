@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .errors import grib_log
 from .humidity import RH_NAMES, specific_humidity_from_rh
 from .sources.grib import GribError, open_grib, valid_times
 
@@ -291,6 +292,9 @@ def validate(ds: xr.Dataset, upper_vars: Iterable[str] = (), surface_vars: Itera
         if any(d not in dims for d in required) or extra:
             raise SchemaError(f"{source}: variable {name!r} has dims {dims}; expected "
                               f"{('time',) if kind != 'static' else ()}{required}")
+        if not np.issubdtype(ds[name].dtype, np.number):
+            raise SchemaError(f"{source}: variable {name!r} holds {ds[name].dtype} values; "
+                              "expected numbers")
     if levels is not None and upper_vars:
         have = [int(v) for v in ds["level"].values]
         lacking = [lv for lv in levels if lv not in have]
@@ -366,12 +370,16 @@ def open_dataset(path: str | Path, notes: list[str] | None = None,
                               "pip install 'sciforecast[grib]'") from err
     read: list[str] = []
     try:
-        ds = open_grib(path, grib_filter, chunks, read) if engine == "cfgrib" else \
-            xr.open_dataset(path, engine=engine, **kwargs)
+        with grib_log() as skipped:  # cfgrib logs (tracebacks) and skips corrupted messages
+            ds = open_grib(path, grib_filter, chunks, read) if engine == "cfgrib" else \
+                xr.open_dataset(path, engine=engine, **kwargs)
     except GribError as err:
         raise SchemaError(str(err)) from err
     except Exception as err:
         raise SchemaError(f"could not open {path} as {engine}: {err}") from err
+    if skipped:
+        raise SchemaError(f"{path}: {len(skipped)} GRIB message(s) are corrupted or truncated "
+                          "(expected whole messages; cfgrib would skip them)")
     notes = [] if notes is None else notes
     for line in read:
         _note(notes, ds, line)

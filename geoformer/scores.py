@@ -1,10 +1,11 @@
 """The tidy score table: forecast stores against an analysis, one row per number.
 
 :func:`score_table` aligns each forecast to the truth at its valid times (init + lead),
-skips the init times whose valid time the truth lacks, and scores every variable, level,
-lead and region with the functions of ``metrics.py`` (RMSE in both averaging orders, ACC
-with a climatology) and, for an ensemble, those of ``probabilistic.py``. Columns
-:data:`SCORE_COLUMNS`; NaN in the truth is an error, NaN in a forecast propagates.
+refuses a truth that lacks some (unless told to skip those init times), and scores every
+variable, level, lead and region with the functions of ``metrics.py`` (RMSE in both
+averaging orders, ACC with a climatology) and, for an ensemble, those of
+``probabilistic.py``. Columns :data:`SCORE_COLUMNS`; NaN in the truth is an error, NaN in a
+forecast propagates.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from .metrics import (
     valid_time,
 )
 
-__all__ = ["SCORE_COLUMNS", "score_table"]
+__all__ = ["SCORE_COLUMNS", "score_table", "check_valid_times"]
 
 SCORE_COLUMNS = ["forecast", "variable", "level", "lead_time_hours", "metric", "value", "region"]
 
 
 def score_table(forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset,
                 climatology: xr.Dataset | None = None, regions: Sequence[str] = ("global",),
-                variables: Sequence[str] | None = None) -> pd.DataFrame:
+                variables: Sequence[str] | None = None, spectra: bool = False,
+                allow_missing_valid_times: bool = False, notes: list[str] | None = None
+                ) -> pd.DataFrame:
     """Score forecast stores against an analysis, one row per number.
 
     forecasts: name -> forecast store (time, prediction_timedelta, [level], latitude,
@@ -50,22 +53,45 @@ def score_table(forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset,
     value (units of the variable for RMSE), region (always present, last). A forecast with
     an ensemble dim ``number`` is scored by its member mean for these metrics and adds the
     rows of ``probabilistic.PROBABILISTIC_METRICS`` (ensemble_mean_rmse, spread,
-    spread_skill, crps, crps_skill, crps_spread).
+    spread_skill, crps, crps_skill, crps_spread) and ``rank_histogram_{r}`` for r = 0..M.
+    spectra: also the zonal energy spectrum of each forecast (an ensemble's member mean) and of
+    the truth at the same valid times (forecast "truth"), by lead: metric
+    ``zonal_spectrum_{k}``, region "30-60N" (``probabilistic.spectrum_rows``).
 
-    For each lead, the init times whose valid time is not in the truth are skipped; it is an
-    error if no (init, lead) pair of a forecast has its valid time in the truth.
+    A truth that lacks the valid time of some (init, lead) pair is an error (each lead would
+    average a different set of init times) unless ``allow_missing_valid_times``: then those
+    pairs are skipped and ``notes`` gets, per lead, how many init times were scored
+    (:func:`check_valid_times`). No pair in the truth at all is always an error.
     """
     for region in regions:
         region_mask(truth["latitude"], region)  # fail early on unknown or empty regions
     rows = []
     for name, forecast in forecasts.items():
-        rows += _score_one(name, forecast, truth, climatology, regions, variables)
+        check_valid_times(forecast, truth["time"], allow_missing_valid_times, notes,
+                          what=f"forecast {name!r}")
+        rows += _score_one(name, forecast, truth, climatology, regions, variables, spectra)
+    if spectra and forecasts:
+        rows += _truth_spectra(next(iter(forecasts.values())), truth, variables)
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _truth_spectra(forecast: xr.Dataset, truth: xr.Dataset,
+                   variables: Sequence[str] | None) -> list[dict]:
+    """The truth's spectrum rows at the valid times of each lead of ``forecast``."""
+    from .probabilistic import spectrum_rows
+
+    names = list(forecast.data_vars) if variables is None else list(variables)
+    truth = _select_levels(forecast, align_grid(forecast, truth[names]), "truth")
+    rows = []
+    for lead, _, valid in _valid_pairs(forecast, truth["time"]):
+        hours = float(pd.Timedelta(lead) / pd.Timedelta(hours=1))
+        rows += spectrum_rows(truth.sel(time=valid), "truth", hours)
+    return rows
 
 
 def _score_one(name: str, forecast: xr.Dataset, truth: xr.Dataset,
                climatology: xr.Dataset | None, regions: Sequence[str],
-               variables: Sequence[str] | None) -> list[dict]:
+               variables: Sequence[str] | None, spectra: bool = False) -> list[dict]:
     """Rows of ``score_table`` for one forecast store."""
     _require_dims(forecast, ("time", "prediction_timedelta", *SPATIAL_DIMS),
                   f"forecast {name!r}")
@@ -104,6 +130,9 @@ def _score_one(name: str, forecast: xr.Dataset, truth: xr.Dataset,
             if members is not None:
                 from .probabilistic import probabilistic_rows  # imports this module
                 rows += probabilistic_rows(members, tr, name, hours, region)
+        if spectra:
+            from .probabilistic import spectrum_rows
+            rows += spectrum_rows(fc, name, hours)
     return rows
 
 
@@ -117,6 +146,36 @@ def _select_levels(forecast: xr.Dataset, truth: xr.Dataset, name: str) -> xr.Dat
         raise ValueError(f"truth lacks level(s) {missing.tolist()} hPa of forecast {name!r}; "
                          f"it has {truth['level'].values.tolist()}")
     return truth.sel(level=forecast["level"].values)
+
+
+def check_valid_times(forecast: xr.Dataset, truth_times: xr.DataArray, allow: bool = False,
+                      notes: list[str] | None = None, what: str = "the forecast",
+                      truth: str = "the truth") -> None:
+    """Refuse a truth that lacks the valid time (init + lead) of some pair of ``forecast``,
+    naming how many and the first; with ``allow``, add to ``notes`` per lead how many init
+    times remain to be scored."""
+    if not {"time", "prediction_timedelta"} <= set(forecast.dims) or not np.issubdtype(
+            forecast["prediction_timedelta"].dtype, np.timedelta64):
+        return  # _score_one says what is wrong with the forecast
+    inits = forecast["time"].values
+    missing = []
+    for lead in forecast["prediction_timedelta"].values:
+        lacking = ~np.isin(inits + lead, truth_times.values)
+        missing += [(init, lead) for init in inits[lacking]]
+        hours = pd.Timedelta(lead) / pd.Timedelta(hours=1)
+        note = (f"lead {hours:g} h: {int((~lacking).sum())} of {inits.size} initial times "
+                f"scored ({truth} lacks the valid times of the others)")
+        if allow and lacking.any() and notes is not None and note not in notes:
+            notes.append(note)
+    pairs = inits.size * forecast.sizes["prediction_timedelta"]
+    if missing and len(missing) < pairs and not allow:  # none at all: _score_one says so
+        init, lead = missing[0]
+        raise ValueError(
+            f"{truth} lacks the valid time of {len(missing)} of {pairs} (init, lead) pairs of "
+            f"{what} (first {pd.Timestamp(init + lead)} = {pd.Timestamp(init)} + "
+            f"{pd.Timedelta(lead) / pd.Timedelta(hours=1):g} h); "
+            "each lead would average a different set of initial times: complete the truth "
+            "or pass --allow-missing-valid-times (allow_missing_valid_times=True)")
 
 
 def _valid_pairs(forecast: xr.Dataset, truth_times: xr.DataArray) -> list[tuple]:

@@ -11,6 +11,7 @@ typed ``__init__`` signature of each part, so every key is checked, with its typ
     init_from: checkpoint whose network weights start the run (weights only)
     seed_everything: the seed (0)
     ckpt_path: checkpoint of an interrupted run to resume (fit), or to validate / test
+    overwrite: fit into a run folder that already holds files (refused otherwise)
 
 The data-to-model contract (grid, levels, variables, statistics, constant fields) is never
 typed: it is linked from the data module into the model, and ``trainer.max_time`` into the
@@ -23,12 +24,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
-import os
 import re
+import shutil
 import sys
 import types
 import typing
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +39,9 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from .checkpoints import load_checkpoint
 from .config import ConfigError
-from .data import GeoDataModule
+from .data import GeoDataModule, atomic_write
 from .module import GeoFormerModule, init_from_checkpoint, upgrade_hparams
 
 __all__ = ["Output", "OneLineErrorParser", "GeoFormerCLI", "run", "max_time_seconds",
@@ -204,6 +205,9 @@ class GeoFormerCLI(LightningCLI):
                             help="checkpoint whose network weights start the run (weights "
                                  "only: a fresh optimiser and schedule; the architecture "
                                  "must match)")
+        parser.add_argument("--overwrite", type=bool, default=False, nargs="?", const=True,
+                            help="fit into a run folder that already holds files (theirs "
+                                 "are replaced); resuming with --ckpt_path needs none")
         parser.link_arguments("data", "model.contract", compute_fn=lambda dm: dm.contract,
                               apply_on="instantiate")
         parser.link_arguments("data", "model.constants", compute_fn=lambda dm: dm.constants(),
@@ -219,15 +223,38 @@ class GeoFormerCLI(LightningCLI):
         does), less what is linked from the data and the trainer."""
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
-        if not path or not Path(path).is_file():
+        if not path:
             return
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
-        hparams = upgrade_hparams(ckpt.get("hyper_parameters") or {})
+        hparams = upgrade_hparams(load_checkpoint(path)["hyper_parameters"])
         skip = {*LINKED, "_instantiator"}
         if sub != "fit":
             skip.add("schedule")  # no optimiser: a time schedule needs no trainer.max_time
         model = {k: v for k, v in hparams.items() if k not in skip}
         self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        """A fit refuses a run folder that holds files (an earlier run's) unless --overwrite
+        or --ckpt_path (resuming an interrupted run); it notes whether it made the folder."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if self.subcommand != "fit" or config is None:
+            return
+        run = Path(config.output.dir) / (config.output.name
+                                         or f"geoformer-{config.data.lead_hours}h")
+        self._created = not run.exists()
+        if (not config.overwrite and not config.get("ckpt_path") and run.is_dir()
+                and any(run.iterdir())):
+            raise FileExistsError(f"run folder {run} exists and holds files; pass "
+                                  "--overwrite to fit into it (or --ckpt_path to resume)")
+
+    def fit(self, model: GeoFormerModule, **kwargs: Any) -> None:
+        """trainer.fit; a fit that fails (not one interrupted by Ctrl-C) removes the run
+        folder it made, so nothing half-written is left."""
+        try:
+            self.trainer.fit(model, **kwargs)
+        except Exception:
+            if getattr(self, "_created", False) and self.trainer.is_global_zero:
+                shutil.rmtree(self.run_dir(), ignore_errors=True)
+            raise
 
     def _config(self, key: str) -> Any:
         return self._get(self.config_init, key)
@@ -280,17 +307,11 @@ class GeoFormerCLI(LightningCLI):
 
 def _atomic_copy_checkpoint(src: str | Path, dst: Path) -> None:
     """Copy a checkpoint so that a reader never sees half of it, refusing non-finite weights."""
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(src)
     for name, tensor in ckpt["state_dict"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RuntimeError(f"refusing to write {dst}: weight {name} is not finite")
-    tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(dst, lambda tmp: torch.save(ckpt, tmp), overwrite=True)
 
 
 def run(args: list[str]) -> GeoFormerCLI:

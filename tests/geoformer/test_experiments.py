@@ -8,7 +8,8 @@ import yaml
 
 from geoformer.cli import main
 from geoformer.data import write_training_store
-from geoformer.demo import fit_args, load_plan, train_runs
+from geoformer.demo import PRETRAINED_DIR, export_checkpoint, fit_args, load_plan, train_runs
+from geoformer.module import load_module
 from tests.conftest import mock_era5
 
 EXPERIMENTS = Path(__file__).parents[2] / "experiments" / "geoformer"
@@ -45,29 +46,74 @@ def test_a_plan_with_an_unknown_key_or_run_is_an_error(tmp_path):
         load_plan(tmp_path / "b.yaml")
 
 
-@pytest.mark.slow
-def test_the_demo_runs_train_a_step_each_on_a_tiny_store(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_demo_store(tmp_path_factory):
     ds = mock_era5(n_time=40, grid=(32, 64), with_humidity=False)  # the demo's 5.625 deg grid
-    store = write_training_store(ds, tmp_path / "train.zarr")
+    store = write_training_store(ds, tmp_path_factory.mktemp("store") / "train.zarr")
     t = [str(v)[:19] for v in ds.time.values]
     splits = {"train": slice(t[0], t[23]), "validation": slice(t[24], t[31]),
               "test": slice(t[32], t[39])}
-    plan = load_plan(PLAN)
-    for run in plan["runs"]:  # one step each (the budget stays the plan's max_time)
+    return str(store), splits
+
+
+def _one_step_each(plan):
+    for run in plan["runs"]:  # one step each (the schedule stays the plan's max_steps)
         run["args"] = [*run["args"], "--trainer.limit_train_batches=1",
                        "--trainer.limit_val_batches=1", "--trainer.max_epochs=1",
                        "--data.batch_size=2"]
-    checkpoints = train_runs(plan, EXPERIMENTS / "demo.yaml", str(store), splits,
-                             tmp_path / "runs")
+    return plan
+
+
+@pytest.mark.slow
+def test_the_demo_runs_train_a_step_each_on_a_tiny_store(tmp_path, tiny_demo_store):
+    store, splits = tiny_demo_store
+    plan = _one_step_each(load_plan(PLAN))
+    checkpoints = train_runs(plan, EXPERIMENTS / "demo.yaml", store, splits, tmp_path / "runs")
     assert list(checkpoints) == [run["name"] for run in plan["runs"]]
-    hp = torch.load(checkpoints["geoformer-24h-rollout"], weights_only=True)["hyper_parameters"]
-    assert hp["contract"]["rollout_steps"] == 3 and hp["contract"]["lead_hours"] == 24
-    assert hp["lr"] == 5e-4 and hp["warmup_steps"] == 20 and hp["schedule_seconds"] == 420.0
+    hp = torch.load(checkpoints["geoformer-24h"], weights_only=True)["hyper_parameters"]
+    assert hp["contract"]["lead_hours"] == 24 and hp["schedule"] == "steps"
+    assert hp["schedule_seconds"] is None and hp["lr"] == 3e-3
     assert hp["network"]["patch"] == [2, 4, 4] and hp["residual"] and hp["loss_kind"] == "mse"
     assert hp["contract"]["constant_vars"][-1] == "sin_latitude"
+    config = yaml.safe_load((tmp_path / "runs" / "geoformer-24h" / "config.yaml").read_text())
+    assert config["trainer"]["max_steps"] == 100 and config["trainer"]["max_time"] is None
+    six = torch.load(checkpoints["geoformer-6h"], weights_only=True)["hyper_parameters"]
+    assert six["contract"]["lead_hours"] == 6
+
+
+@pytest.mark.slow
+def test_the_pretrained_plan_trains_and_exports_slim_checkpoints(tmp_path, tiny_demo_store):
+    store, splits = tiny_demo_store
+    plan = _one_step_each(load_plan(EXPERIMENTS / "pretrained_plan.yaml"))
+    checkpoints = train_runs(plan, EXPERIMENTS / "demo.yaml", store, splits, tmp_path / "runs")
+    hp = torch.load(checkpoints["geoformer-24h-rollout"], weights_only=True)["hyper_parameters"]
+    assert hp["contract"]["rollout_steps"] == 3 and hp["contract"]["lead_hours"] == 24
+    assert hp["lr"] == 5e-4 and hp["warmup_steps"] == 20 and hp["schedule"] == "steps"
     config = yaml.safe_load((tmp_path / "runs" / "geoformer-24h-rollout" / "config.yaml")
                             .read_text())
     assert config["trainer"]["gradient_clip_val"] == 1.0
+    assert config["trainer"]["max_steps"] == 150
     assert config["init_from"] == str(checkpoints["geoformer-24h"])
-    six = torch.load(checkpoints["geoformer-6h"], weights_only=True)["hyper_parameters"]
-    assert six["contract"]["lead_hours"] == 6 and six["schedule_seconds"] == 90.0
+    assert set(plan["export"]) == {"geoformer-24h-rollout", "geoformer-6h"}
+    slim = export_checkpoint(checkpoints["geoformer-24h-rollout"], tmp_path / "slim.ckpt")
+    content = torch.load(slim, weights_only=True)
+    assert "optimizer_states" not in content and content["hyper_parameters"] == hp
+    assert slim.stat().st_size < checkpoints["geoformer-24h-rollout"].stat().st_size
+    full, small = load_module(checkpoints["geoformer-24h-rollout"]), load_module(slim)
+    for (name, a), b in zip(full.state_dict().items(), small.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_the_shipped_checkpoints_load_safely_and_match_the_demo():
+    plan = load_plan(PLAN)
+    for name in plan["pretrained"]:
+        path = PRETRAINED_DIR / name
+        ckpt = torch.load(path, weights_only=True)
+        assert "optimizer_states" not in ckpt
+        module = load_module(path)
+        assert module.hparams["network"]["patch"] == [2, 4, 4]
+        contract = module.hparams["contract"]
+        assert (len(contract["latitude"]), len(contract["longitude"])) == (32, 64)
+    leads = sorted(load_module(PRETRAINED_DIR / n).hparams["contract"]["lead_hours"]
+                   for n in plan["pretrained"])
+    assert leads == [6, 24]

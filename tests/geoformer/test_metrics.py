@@ -368,7 +368,8 @@ def test_score_table_skips_pairs_without_truth_and_matches_the_functions():
     truth = analysis(rng.normal(size=(4, 2, 4, 8)), t)[["temperature"]]
     init, lead = times(3), pd.to_timedelta([12, 24], unit="h")
     forecast = store(rng.normal(size=(3, 2, 2, 4, 8)), init, lead)
-    table = score_table({"f": forecast}, truth, regions=("global", "extratropics_north"))
+    table = score_table({"f": forecast}, truth, regions=("global", "extratropics_north"),
+                        allow_missing_valid_times=True)
     # lead 24 h: valid times of inits 0, 1 are t[2], t[3]; init 2 would need t[4] -> skipped
     fc = forecast.sel(prediction_timedelta=lead[1]).isel(time=[0, 1])
     tr = truth.isel(time=[2, 3]).assign_coords(time=fc["time"].values)
@@ -411,7 +412,7 @@ def test_forecast_store_scored_as_weatherbench2_defines_it_by_hand():
     forecast = store(fc_np, init, lead, lat=LAT_NO_POLES)
     clim_np = truth_np.mean(axis=0)  # time-mean climatology (level, lat, lon)
     clim = compute_climatology(truth, kind="time_mean")
-    table = score_table({"f": forecast}, truth, clim).set_index(
+    table = score_table({"f": forecast}, truth, clim, allow_missing_valid_times=True).set_index(
         ["lead_time_hours", "level", "metric"])["value"]
 
     bounds = np.deg2rad(np.array([-90.0, -45.0, 0.0, 45.0, 90.0]))

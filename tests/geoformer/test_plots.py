@@ -264,3 +264,48 @@ def test_plot_command_draws_with_projection_and_dam(tmp_path, capsys):
     assert main(["plot", "--forecast", fc, "--truth", truth, "--lead-time", "24h",
                  "--output", str(tmp_path / "x.png")]) == 2
     assert "give --level" in capsys.readouterr().err
+
+
+def _binned_table():
+    """A score table with spectrum rows (model, truth) and rank-histogram rows (ensemble)."""
+    rows = []
+    for name, slope in (("model", -4.0), ("truth", -3.0)):
+        for lead in (24.0, 120.0):
+            for k in range(0, 9):
+                rows.append({"forecast": name, "variable": "geopotential", "level": 500.0,
+                             "lead_time_hours": lead, "metric": f"zonal_spectrum_{k}",
+                             "value": 10.0 * max(k, 1) ** slope, "region": "30-60N"})
+    for lead in (24.0, 120.0):
+        for r in range(11):
+            rows.append({"forecast": "ensemble", "variable": "geopotential", "level": 500.0,
+                         "lead_time_hours": lead, "metric": f"rank_histogram_{r}",
+                         "value": 1 / 11, "region": "global"})
+    return pd.DataFrame(rows)
+
+
+def test_spectra_figure_draws_each_forecast_and_lead_without_the_zonal_mean(tmp_path):
+    from geoformer.ensemble_plots import plot_spectra, spectra_figure
+
+    fig = spectra_figure(_binned_table(), [("geopotential", 500.0)])
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert all(list(line.get_xdata()) == list(range(1, 9)) for line in ax.lines)
+    assert "Geopotential, 500 hPa" in ax.get_title() and "m² s⁻²" in ax.get_ylabel()
+    assert plot_spectra(_binned_table(), tmp_path / "s.png", [("geopotential", 500.0)]).stat(
+        ).st_size > 0
+    with pytest.raises(ValueError, match="no zonal_spectrum"):
+        spectra_figure(_binned_table().query("forecast == 'ensemble'"), [("geopotential", 500)])
+
+
+def test_rank_histogram_figure_draws_bars_per_lead_and_the_flat_line(tmp_path):
+    from geoformer.ensemble_plots import plot_rank_histogram, rank_histogram_figure
+
+    fig = rank_histogram_figure(_binned_table(), [("geopotential", 500.0)])
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2 * 11
+    flat = [line for line in ax.lines if line.get_label() == "calibrated"]
+    assert len(flat) == 1 and flat[0].get_ydata()[0] == pytest.approx(1 / 11)
+    assert plot_rank_histogram(_binned_table(), tmp_path / "r.png",
+                               [("geopotential", 500.0)]).stat().st_size > 0
+    with pytest.raises(ValueError, match="no rank_histogram"):
+        rank_histogram_figure(_binned_table(), [("geopotential", 500.0)], forecast="model")

@@ -242,7 +242,13 @@ def test_score_table_adds_probabilistic_rows_for_an_ensemble_only():
     table = score_table({"ens": fc, "mean": mean}, truth)
     ens, det = table[table["forecast"] == "ens"], table[table["forecast"] == "mean"]
     assert set(det["metric"]) == {"rmse", "rmse_per_sample"}
-    assert set(ens["metric"]) == {"rmse", "rmse_per_sample", *PROBABILISTIC_METRICS}
+    ranks = {"rank_histogram_0", "rank_histogram_1", "rank_histogram_2"}  # M = 2 members
+    assert set(ens["metric"]) == {"rmse", "rmse_per_sample", *PROBABILISTIC_METRICS, *ranks}
+    hist = ens[ens["metric"].isin(ranks)].sort_values("metric")["value"].to_numpy()
+    np.testing.assert_allclose(hist, rank_histogram(
+        fc["2m_temperature"].isel(prediction_timedelta=0),
+        truth["2m_temperature"].isel(time=[1, 2, 3]).assign_coords(time=t[:3])).values)
+    assert hist.sum() == pytest.approx(1.0)
     # the deterministic rows of an ensemble are those of its member mean
     for metric in ("rmse", "rmse_per_sample"):
         assert float(ens[ens["metric"] == metric]["value"].iloc[0]) == pytest.approx(
@@ -274,3 +280,30 @@ def test_evaluate_scores_an_ensemble_with_probabilistic_rows_for_the_model_only(
     model = table[table["forecast"] == "model"]
     assert set(PROBABILISTIC_METRICS) <= set(model["metric"])
     assert not set(PROBABILISTIC_METRICS) & set(table[table["forecast"] != "model"]["metric"])
+
+
+def test_score_table_spectra_rows_for_forecast_and_truth_by_hand():
+    # one latitude circle at 45 N in the 30..60 band, 8 longitudes: a zonal cosine of
+    # amplitude A at wavenumber k has S[k] = C A^2 / 2 and nothing elsewhere
+    lat, n_lon, k = [45.0], 8, 2
+    lon = np.arange(n_lon) * 360.0 / n_lon
+    wave = np.cos(k * np.deg2rad(lon))[None, :]
+    t = pd.date_range("2020-01-01", periods=3, freq="6h")
+    truth = xr.Dataset({"2m_temperature": (("time", "latitude", "longitude"),
+                                           np.stack([a * wave for a in (1.0, 2.0, 3.0)]))},
+                       coords={"time": t, "latitude": lat, "longitude": lon})
+    fc = xr.Dataset({"2m_temperature": (("time", "prediction_timedelta", "latitude",
+                                         "longitude"), np.stack([[a * wave] for a in (4.0, 4.0)]))},
+                    coords={"time": t[:2], "prediction_timedelta": pd.to_timedelta([6], "h"),
+                            "latitude": lat, "longitude": lon})
+    table = score_table({"model": fc}, truth, spectra=True)
+    spectra = table[table["metric"].str.startswith("zonal_spectrum_")]
+    assert set(spectra["region"]) == {"30-60N"} and set(spectra["forecast"]) == {"model", "truth"}
+    assert len(spectra) == 2 * (n_lon // 2 + 1)
+    c = 2 * math.pi * EARTH_RADIUS_M * math.cos(math.radians(45.0))
+    by = spectra.set_index(["forecast", "metric"])["value"]
+    assert by["model", f"zonal_spectrum_{k}"] == pytest.approx(c * 16 / 2)
+    # the truth at the valid times t[1], t[2]: amplitudes 2 and 3, spectra averaged over time
+    assert by["truth", f"zonal_spectrum_{k}"] == pytest.approx(c * (4 + 9) / 2 / 2)
+    assert by["truth", "zonal_spectrum_1"] == pytest.approx(0.0, abs=1e-6 * c)
+    assert not score_table({"model": fc}, truth)["metric"].str.startswith("zonal").any()

@@ -131,6 +131,9 @@ def test_fit_links_the_data_contract_and_exports_a_weights_only_checkpoint(exper
                  "--trainer.limit_train_batches=1", "--output.name=tuned",
                  f"--init_from={final}"]) == 0
     assert main(["fit", "--config", str(experiment), "--init_from", str(final)]) == 2
+    assert "run folder" in capsys.readouterr().err  # geoformer-6h holds the first run
+    assert main(["fit", "--config", str(experiment), "--init_from", str(final),
+                 "--overwrite"]) == 2
     assert "cannot fine-tune" in capsys.readouterr().err
     last = experiment.parent / "runs" / "geoformer-6h" / "checkpoints" / "last.ckpt"
     assert main(["validate", "--config", str(experiment), "--data.latitude_input=true",
