@@ -177,7 +177,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     notes: list[str] = []
     scores = evaluate(args.forecast, args.truth, args.climatology, refs, args.train_period,
                       args.climatology_kind, args.regions, notes=notes,
-                      allow_missing_valid_times=args.allow_missing_valid_times)
+                      allow_missing_valid_times=args.allow_missing_valid_times,
+                      spectra=args.spectra)
     for note in notes:
         print(f"note: {note}")
     if args.plot:  # drawn first: a failed plot leaves no table either
@@ -345,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-missing-valid-times", action="store_true",
                     help="score what the truth covers when it lacks some valid times (each "
                          "lead then averages its own subset of initial times; a note says so)")
+    ev.add_argument("--spectra", action="store_true", help="add zonal energy spectrum rows")
     ev.add_argument("--overwrite", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -45,7 +45,8 @@ def test_compare_yaml_prints_a_config_that_parses_back_the_same(name, capsys, tm
         main(["compare", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--print_config"])
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed.pop("plots") is True  # the command's own option, not the experiment's
+    assert printed.pop("plots") is True  # the command's own options, not the experiment's
+    assert printed.pop("overwrite") is False
     path = tmp_path / "printed.yaml"
     path.write_text(yaml.safe_dump(printed))
     assert C.load_experiment(path) == C.load_experiment(EXPERIMENTS / f"{name}.yaml")

@@ -64,6 +64,12 @@ def test_shell_path_end_to_end(tmp_path, capsys):
                                        "damped_persistence"}
     assert set(scores["metric"]) >= {"rmse", "acc"}
     assert (tmp_path / "scores.png").stat().st_size > 0
+    assert main(["evaluate", "--forecast", str(fc_path), "--truth", str(store),
+                 "--climatology", str(clim), "--references", "", "--spectra",
+                 "--output", str(tmp_path / "spectra.csv")]) == 0
+    spectra = pd.read_csv(tmp_path / "spectra.csv")
+    spectra = spectra[spectra["metric"].str.startswith("zonal_spectrum_")]
+    assert set(spectra["forecast"]) == {"model", "truth"} and (spectra["value"] >= 0).all()
 
     assert main(["plot", "--forecast", str(fc_path), "--truth", str(store), "--variable",
                  "geopotential", "--level", "500", "--lead-time", "12h",
