@@ -273,7 +273,7 @@ def spectrum_rows(fields: xr.Dataset, name: str, hours: float) -> list[dict]:
     """Tidy rows of the zonal energy spectrum (30..60 deg N, mean over ``time``) of every
     variable at one lead: metric ``zonal_spectrum_{k}`` for each zonal wavenumber k, in m
     times the variable's units squared. fields: (time, [level], latitude, longitude)."""
-    spectrum = zonal_energy_spectrum(fields).mean("time").compute()  # (..., zonal_wavenumber)
+    spectrum = zonal_energy_spectrum(fields.load()).mean("time")  # (..., zonal_wavenumber)
     spectrum = spectrum.drop_vars("wavelength")
     rows = []
     for k in spectrum["zonal_wavenumber"].values:
