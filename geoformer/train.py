@@ -280,7 +280,10 @@ class GeoFormerCLI(LightningCLI):
                                         mode="min", save_top_k=1, save_last=True,
                                         filename="best-{epoch}")
             callbacks += [self.best, LearningRateMonitor(logging_interval="step"),
-                          EarlyStopping(monitor="val/loss", patience=10**9, check_finite=True)]
+                          EarlyStopping(monitor="val/loss", patience=10**9, check_finite=True,
+                                        # at validation only: max_steps may end an epoch
+                                        # before its validation (after_fit then says so)
+                                        check_on_train_epoch_end=False)]
         return self._instantiate_trainer({**trainer, **kwargs}, callbacks)
 
     def _start_from_weights(self) -> None:

@@ -76,7 +76,7 @@ def test_the_demo_runs_train_a_step_each_on_a_tiny_store(tmp_path, tiny_demo_sto
     assert hp["network"]["patch"] == [2, 4, 4] and hp["residual"] and hp["loss_kind"] == "mse"
     assert hp["contract"]["constant_vars"][-1] == "sin_latitude"
     config = yaml.safe_load((tmp_path / "runs" / "geoformer-24h" / "config.yaml").read_text())
-    assert config["trainer"]["max_steps"] == 100 and config["trainer"]["max_time"] is None
+    assert config["trainer"]["max_steps"] == 136 and config["trainer"]["max_time"] is None
     six = torch.load(checkpoints["geoformer-6h"], weights_only=True)["hyper_parameters"]
     assert six["contract"]["lead_hours"] == 6
 
