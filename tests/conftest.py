@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -150,3 +152,14 @@ def tiny_module(ds, lead_hours: int = 6, seed: int = 0, module_args: dict | None
     return GeoFormerModule(contract=contract, network=network,
                            constants=normalized_constants(ds, stats, static),
                            **{"warmup_steps": 2, **(module_args or {})})
+
+
+class Payload:
+    """A pickle payload for the untrusted-checkpoint tests of both packages: unpickling it
+    runs a shell command that creates ``marker``, so a missing marker proves it did not run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -22,6 +22,7 @@ import torch
 
 from fluidgpt import compare as C
 from fluidgpt.cli import main
+from tests.conftest import Payload
 from tests.fluidgpt.test_compare import tiny_experiment
 from tests.fluidgpt.test_predict import _train
 
@@ -32,16 +33,6 @@ CASES: dict = {}
 def case(fn):
     CASES[fn.__name__] = fn
     return fn
-
-
-class Payload:
-    """Unpickling this runs a shell command that creates ``marker``: proof it did not run."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture(scope="module")

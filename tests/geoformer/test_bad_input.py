@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from geoformer.cli import main
-from tests.conftest import mock_era5, tiny_module
+from tests.conftest import Payload, mock_era5, tiny_module
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "geoformer"
 GFS = Path(__file__).parent.parent / "data" / "gfs" / "gfs-2p5deg-f120-subset.grib2"
@@ -30,16 +30,6 @@ CASES: dict = {}
 def case(fn):
     CASES[fn.__name__] = fn
     return fn
-
-
-class Payload:
-    """Unpickling this runs a shell command that creates ``marker``: proof it did not run."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _save_checkpoint(module, path: Path) -> Path:
