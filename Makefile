@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
-EXTRAS := dev,plot,grib,simulation
+EXTRAS := dev,plot,grib,simulation,tables
 
 .PHONY: install demo test test-fast lint clean fluidgpt-sample fluidgpt-dataset openfoam pretrained
 
