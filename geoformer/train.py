@@ -38,11 +38,13 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from .checkpoints import load_checkpoint
 from .config import ConfigError
 from .data import GeoDataModule, atomic_write
 from .module import GeoFormerModule, init_from_checkpoint, upgrade_hparams
+from .resume import AtomicCheckpointIO, RandomStates
 
 __all__ = ["Output", "OneLineErrorParser", "GeoFormerCLI", "run", "max_time_seconds",
            "schedule_seconds", "auto_precision"]
@@ -59,10 +61,14 @@ class Output:
     Args:
         dir: folder of the runs.
         name: folder of this run (default: geoformer-<lead>h).
+        every_n_steps: also write ``checkpoints/last.ckpt`` every this many optimiser steps,
+            so that a crash loses at most these steps (``--ckpt_path`` resumes from it);
+            by default it is written at each validation only.
     """
 
     dir: str = "runs"
     name: str | None = None
+    every_n_steps: int | None = None
 
 
 def max_time_seconds(value: Any) -> float:
@@ -283,7 +289,16 @@ class GeoFormerCLI(LightningCLI):
                           EarlyStopping(monitor="val/loss", patience=10**9, check_finite=True,
                                         # at validation only: max_steps may end an epoch
                                         # before its validation (after_fit then says so)
-                                        check_on_train_epoch_end=False)]
+                                        check_on_train_epoch_end=False),
+                          RandomStates()]
+            every = self._config("output").every_n_steps
+            if every:
+                callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0,
+                                                 save_last=True, every_n_train_steps=every))
+        plugins = trainer.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):  # a user's own IO wins
+            trainer["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer({**trainer, **kwargs}, callbacks)
 
     def _start_from_weights(self) -> None:
