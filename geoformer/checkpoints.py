@@ -6,6 +6,10 @@ a file that is not a checkpoint (random bytes, a truncated or empty file, a payl
 checkpoint of another kind (a bare tensor, a fluidgpt model), becomes one
 :class:`CheckpointError` line that names the file, what was expected and what was found;
 torch's own advice (retry with ``weights_only=False``) is never shown.
+
+Format versions: every checkpoint (``format_version`` in its dict) and every statistics
+cache (``format_version`` in its attributes) says which layout it has; this module is the
+one place that knows which versions this release reads (:func:`check_format_version`).
 """
 
 from __future__ import annotations
@@ -18,14 +22,48 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "load_checkpoint"]
+__all__ = ["CheckpointError", "load_checkpoint", "check_format_version", "FORMAT_VERSION",
+           "STATISTICS_VERSION"]
 
 #: What a geoformer checkpoint holds (written by ``geoformer fit``).
 EXPECTED = "a checkpoint written by `geoformer fit` (hyper_parameters and state_dict)"
 
+#: The layout of the checkpoints this release writes (Lightning's and the slim exported
+#: ones) and reads: ``format_version`` in the checkpoint dict.
+FORMAT_VERSION = 1
+#: The layout of the normalisation statistics cached in a training store (``statistics``
+#: group, ``format_version`` attribute), which :func:`geoformer.data.load_statistics` reads.
+#: A cache of another version is refused, not recomputed over (its writer would lose it).
+STATISTICS_VERSION = 1
+#: The version this release reads, by what the file is.
+_READS = {"checkpoint": FORMAT_VERSION, "statistics": STATISTICS_VERSION}
+
 
 class CheckpointError(ValueError):
     """A file that is not a geoformer checkpoint; the message names it."""
+
+
+def check_format_version(found: Any, source: str | Path, what: str = "checkpoint") -> int:
+    """The format version ``found`` in a ``what`` ("checkpoint" or "statistics") file, or a
+    CheckpointError naming ``source`` if this release does not read it.
+
+    Files written before versioning carry no version (``found`` None). Their layout is
+    version 1's (a checkpoint's older hyperparameter form is still migrated by
+    :func:`geoformer.module.upgrade_hparams`), so they are read as version 1. A later
+    layout change bumps the version and, to keep reading older files (unversioned ones
+    included, as version 1), migrates them here.
+    """
+    reads = _READS[what]
+    if found is None:
+        return 1
+    if isinstance(found, bool) or not isinstance(found, int):
+        raise CheckpointError(f"{source}: {what} format version {found!r} is not an integer; "
+                              f"this release reads version {reads}")
+    if found != reads:
+        newer = "; a newer release wrote it" if found > reads else ""
+        raise CheckpointError(f"{source}: {what} format version {found}; this release reads "
+                              f"version {reads}{newer}")
+    return found
 
 
 def _why(err: BaseException) -> str:
@@ -67,6 +105,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path}: a fluidgpt checkpoint ({ckpt['fluidgpt_module']} "
                               "model), not a geoformer one (expected a file written by "
                               "`geoformer fit`)")
+    # before the layout checks: another version may well have another layout
+    check_format_version(ckpt.get("format_version"), path)
     hparams = ckpt.get("hyper_parameters")
     if not isinstance(hparams, dict) or "state_dict" not in ckpt or not (
             {"contract", "model"} & set(hparams)):

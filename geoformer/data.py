@@ -7,10 +7,7 @@ Samples are served in physical units; the Lightning module normalises them on th
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,8 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
+from .atomic import atomic_write, atomic_write_zarr
+from .checkpoints import STATISTICS_VERSION, check_format_version
 from .normalization import (
     LATITUDE_INPUT,
     Normalizer,
@@ -29,6 +28,7 @@ from .normalization import (
     latitude_input,
     normalized_constants,
 )
+from .resume import training_loader
 from .schema import STATIC, SURFACE, UPPER_AIR, VARIABLES, SchemaError, standardize, validate
 from .state import State
 
@@ -44,46 +44,6 @@ __all__ = [
     "load_statistics",
     "resolve_store",
 ]
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], Any], overwrite: bool = False
-                 ) -> Path:
-    """``write(tmp)`` a file or folder (zarr, netCDF, CSV, PNG, checkpoint) then rename it to
-    ``path``: a failure leaves nothing. ``tmp``, a hidden sibling, keeps the suffix (writers
-    choose the format by it); an existing ``path`` is refused unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)  # put the previous output back
-                raise
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp)
-        elif tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def atomic_write_zarr(ds: xr.Dataset, path: str | Path, overwrite: bool = False,
-                      encoding: dict | None = None) -> Path:
-    """Write ``ds`` to a zarr store at ``path`` (zarr v2, consolidated) with
-    :func:`atomic_write`: a failure leaves nothing behind."""
-    ds = ds.drop_encoding()  # a zarr v3 source's codecs (serializer, ...) are not v2's
-    return atomic_write(path, lambda tmp: ds.to_zarr(tmp, mode="w", encoding=encoding,
-                                                     consolidated=True, zarr_format=2),
-                        overwrite=overwrite)
 
 
 def variables_in(ds: xr.Dataset) -> tuple[list[str], list[str], list[str]]:
@@ -127,16 +87,17 @@ def load_statistics(store: str | Path, train: TimeRange, upper: Sequence[str],
     key = f"{train.start}..{train.stop}"
     try:
         cached = xr.open_zarr(store, group="statistics").load()
-        names = set(map(str, cached.data_vars))
-        wanted = set(upper) | set(surface) | set(static)
-        if cached.attrs.get("train_period") == key and wanted <= names and all(
-                bool(np.isfinite(cached[v]).all()) for v in wanted):
-            return cached  # an interrupted cache write (missing or NaN chunks) is recomputed
     except (FileNotFoundError, KeyError, OSError, ValueError):
-        pass
+        cached = xr.Dataset()  # none cached (or unreadable): computed below
+    check_format_version(cached.attrs.get("format_version"), f"{store}/statistics", "statistics")
+    names = set(map(str, cached.data_vars))
+    wanted = set(upper) | set(surface) | set(static)
+    if cached.attrs.get("train_period") == key and wanted <= names and all(
+            bool(np.isfinite(cached[v]).all()) for v in wanted):
+        return cached  # an interrupted cache write (missing or NaN chunks) is recomputed
     ds = xr.open_zarr(store, chunks={})
     stats = compute_statistics(ds, upper, surface, static, time=train.slice())
-    stats.attrs["train_period"] = key
+    stats.attrs.update(train_period=key, format_version=STATISTICS_VERSION)
     try:
         stats.to_zarr(store, group="statistics", mode="w", zarr_format=2)
     except OSError:  # a read-only store: use the statistics without caching them
@@ -358,10 +319,14 @@ class GeoDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, drop_last=False,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          # no draw from the global random state (see geoformer.resume)
+                          generator=torch.Generator().manual_seed(0))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # resumable mid-epoch, in the same order (geoformer.resume)
+        return training_loader(self.dataset("train"), self.batch_size, self.num_workers,
+                               self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -69,12 +69,13 @@ def export_checkpoint(src: str | Path, dst: str | Path, overwrite: bool = True) 
     ``weights_only=True`` like any geoformer checkpoint."""
     import torch
 
-    from .checkpoints import load_checkpoint
+    from .checkpoints import FORMAT_VERSION, load_checkpoint
     from .data import atomic_write
 
-    ckpt = load_checkpoint(src)
+    ckpt = load_checkpoint(src)  # refuses a version this release does not read
     slim = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version",
                                  "epoch", "global_step") if k in ckpt}
+    slim["format_version"] = FORMAT_VERSION  # an unversioned source has version 1's layout
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(dst, lambda tmp: torch.save(slim, tmp), overwrite=overwrite)
 

@@ -57,15 +57,18 @@ def _backend_array(err: BaseException) -> Any:
 
 
 def _source(array: Any) -> tuple[str, str | None]:
-    """(file, variable) of a backend array, as far as its backend tells (zarr, netCDF4)."""
+    """(file, variable) of a backend array, as far as its backend tells (zarr, netCDF4,
+    cfgrib)."""
     zarr_array = getattr(array, "_array", None)
     root = getattr(getattr(getattr(zarr_array, "store_path", None), "store", None), "root",
                    None)
     if root is not None:
         return str(root), getattr(zarr_array, "path", None)
     store = getattr(array, "datastore", None)
-    name = getattr(store, "_filename", None) or getattr(getattr(store, "ds", None),
-                                                         "filename", None)
+    grib = getattr(getattr(getattr(array, "array", None), "index", None), "fieldset", None)
+    name = (getattr(store, "_filename", None)
+            or getattr(getattr(store, "ds", None), "filename", None)
+            or getattr(grib, "path", None))  # cfgrib: the file its message index reads
     return str(name or "a data file"), getattr(array, "variable_name", None)
 
 

@@ -20,7 +20,7 @@ import xarray as xr
 from torch import Tensor
 
 from .area import latitude_weights
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import FORMAT_VERSION, CheckpointError, load_checkpoint
 from .config import CONTRACT_FIELDS, PRESETS, ConfigError, Network
 from .data import DataContract
 from .model import GeoFormer
@@ -28,8 +28,8 @@ from .normalization import Normalizer
 from .rollout import rollout
 from .state import State
 
-__all__ = ["PANGU_LOSS_WEIGHTS", "GeoFormerModule", "load_module", "upgrade_hparams",
-           "init_from_checkpoint"]
+__all__ = ["PANGU_LOSS_WEIGHTS", "GeoFormerModule", "load_module", "rebuild_module",
+           "upgrade_hparams", "init_from_checkpoint"]
 
 # Per-variable loss weights (Pangu-Weather, as two re-implementations give them); others 1.0.
 PANGU_LOSS_WEIGHTS = {
@@ -216,6 +216,9 @@ class GeoFormerModule(L.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._evaluate(batch, "test")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["format_version"] = FORMAT_VERSION  # checked by checkpoints.load_checkpoint
+
     # ------------------------------------------------------------------------ optimiser
     def on_fit_start(self) -> None:
         self._fit_start = time.monotonic()
@@ -275,7 +278,12 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu") -> G
     """A trained module from a checkpoint, loaded safely (``weights_only=True``, see
     :func:`geoformer.checkpoints.load_checkpoint`); a file that is not one, or one this
     version cannot rebuild, is a CheckpointError naming it."""
-    ckpt = load_checkpoint(path, map_location)
+    return rebuild_module(load_checkpoint(path, map_location), path)
+
+
+def rebuild_module(ckpt: Mapping[str, Any], path: str | Path) -> GeoFormerModule:
+    """The module of a checkpoint dict that :func:`~geoformer.checkpoints.load_checkpoint`
+    read from ``path``; one this version cannot rebuild is a CheckpointError naming it."""
     try:
         module = GeoFormerModule(**upgrade_hparams(ckpt["hyper_parameters"]))
         module.load_state_dict(ckpt["state_dict"])

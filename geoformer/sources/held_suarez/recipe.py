@@ -56,10 +56,10 @@ def resolve_recipe(recipe: dict | None = None) -> dict[str, Any]:
         if isinstance(merged[key], float) and merged[key].is_integer():
             merged[key] = int(merged[key])
     # YAML reads unquoted dates as datetimes; keep text so the recipe stays JSON (and hashable).
-    merged["start"] = _time_text(merged["start"])
+    merged["start"] = _time_text(merged["start"], "start")
     if isinstance(merged["splits"], dict):
         merged["splits"] = {
-            k: [_time_text(t) for t in v] if isinstance(v, (list, tuple)) else v
+            k: [_time_text(t, f"splits.{k}") for t in v] if isinstance(v, (list, tuple)) else v
             for k, v in merged["splits"].items()
         }
     _check_simulation(merged)
@@ -67,8 +67,16 @@ def resolve_recipe(recipe: dict | None = None) -> dict[str, Any]:
     return merged
 
 
-def _time_text(value: Any) -> Any:
-    return value if isinstance(value, str) else pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M")
+def _time_text(value: Any, key: str) -> str:
+    """A date as recipe text ('2000-01-01T00:00'); what is not a date is an error naming key."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise ValueError(f"{key}: expected a date and time such as '2000-01-01T00:00', found "
+                         f"{value!r}")
+    return value if isinstance(value, str) else stamp.strftime("%Y-%m-%dT%H:%M")
 
 
 def load_recipe(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -112,6 +120,8 @@ def _check_simulation(recipe: dict) -> None:
             f"dt_minutes={recipe['dt_minutes']}"
         )
     for key in ("spinup_days", "days"):
+        if isinstance(recipe[key], bool) or not isinstance(recipe[key], (int, float)):
+            raise ValueError(f"{key} must be a number of days, found {recipe[key]!r}")
         hours = recipe[key] * 24
         if recipe[key] < 0 or not float(hours / recipe["every_hours"]).is_integer():
             raise ValueError(
@@ -131,6 +141,9 @@ def _check_splits(recipe: dict) -> None:
     times = _time_axis(recipe)
     previous_end = None
     for name in _SPLITS:
+        if not (isinstance(splits[name], (list, tuple)) and len(splits[name]) == 2):
+            raise ValueError(f"splits.{name}: expected [first, last] times, found "
+                             f"{splits[name]!r}")
         first, last = (pd.Timestamp(t) for t in splits[name])
         if not times[0] <= first <= last <= times[-1]:
             raise ValueError(
