@@ -1,14 +1,15 @@
 """The ``fluidgpt`` command line.
 
     fluidgpt dataset build --recipe datasets/elbow_erosion/recipe.yaml --output elbow.zarr
-    fluidgpt dataset table --table tracks.csv --column particle="Particle ID" ... \\
-        --conditions-file cases.csv --steps 11 --interval 0.004 --output tracks.zarr
+    fluidgpt dataset import runs/a runs/b | a.csv b.parquet --mapping import.yaml \\
+        --steps 11 --interval 0.004 --output tracks.zarr  (fluidgpt.importer; alias: table)
     fluidgpt fit --config experiments/fluidgpt/fit.yaml [--trainer.max_epochs=3 ...]
     fluidgpt validate|test --config experiments/fluidgpt/fit.yaml --ckpt_path gpt.ckpt
     fluidgpt predict --checkpoint gpt.ckpt --checkpoint erosion.ckpt \\
         --conditions "main_inlet_speed=9,side_inlet_speed=25,..." --output pred.zarr \\
         [--vtk [DIR]] [--plot hotspot.png] [--overwrite]
     fluidgpt evaluate --checkpoint gpt.ckpt [--checkpoint erosion.ckpt] --data X --split interior
+    fluidgpt info --checkpoint gpt.ckpt [--json]  (fluidgpt.inspect_checkpoint)
     fluidgpt compare --config experiments/fluidgpt/compare.yaml [--output compare.csv]
         [--split.kind=interior,block] [--budget.epochs=5 ...] [--no_plots]
     fluidgpt demo [--data.path=elbow.zarr] [--seed=1 ...]
@@ -54,20 +55,6 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     _refuse_existing(args.output, args.overwrite)
     build_sweep(args.recipe, args.output, workers=args.workers, variant=args.variant,
                 profile=args.profile, work_dir=args.work_dir, keep_cases=args.keep_cases)
-    return 0
-
-
-def cmd_dataset_table(args: argparse.Namespace) -> int:
-    from .readers import table_dataset, uniform_times
-    from .schema import write_dataset
-
-    _refuse_existing(args.output, args.overwrite)
-    ds = table_dataset(args.table, dict(c.partition("=")[::2] for c in args.column),
-                       args.conditions_file, uniform_times(args.steps, args.interval,
-                                                           args.start), args.diameter)
-    write_dataset(ds, args.output, overwrite=args.overwrite)
-    print(f"wrote {args.output}: {dict(ds.sizes)}"
-          + "".join(f"\nnote: {n}" for n in ds.attrs.get("notes", "").split("; ") if n))
     return 0
 
 
@@ -267,6 +254,9 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .importer import add_import_parser
+    from .inspect_checkpoint import add_info_parser
+
     parser = _OneLineParser(
         prog="fluidgpt",
         description="FLUID-GPT: particle trajectories (GPT-2) and wall erosion (CNN) from CFD "
@@ -289,20 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--keep-cases", action="store_true", help="keep the OpenFOAM cases")
     b.add_argument("--overwrite", action="store_true", help="replace an existing output")
     b.set_defaults(func=cmd_dataset_build)
-    t = dsub.add_parser("table", help="a particle-track table (CSV / Parquet) on a time grid")
-    t.add_argument("--table", required=True, help="CSV, TSV or Parquet: one row per sample")
-    t.add_argument("--column", action="append", required=True, metavar="NAME=HEADER",
-                   help="canonical name (particle, time, x, y, z; u, v, w, diameter, case) = "
-                        "the table's header; a unit in it ('X [mm]') is converted to SI")
-    t.add_argument("--conditions-file", required=True,
-                   help="CSV: one column per condition, a 'case' column naming each case")
-    t.add_argument("--steps", type=int, required=True, help="time steps of the grid")
-    t.add_argument("--interval", type=float, required=True, help="seconds between steps")
-    t.add_argument("--start", type=float, default=0.0, help="time of step 0 [s]")
-    t.add_argument("--diameter", type=float, help="[m], when the table has no diameter")
-    t.add_argument("--output", required=True, help=".zarr, .zarr.zip or .nc")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    t.set_defaults(func=cmd_dataset_table)
+    add_import_parser(dsub)  # import (alias table): OpenFOAM cases or track tables
 
     # fit/validate/test (LightningCLI) and compare/demo (the experiment parser) are parsed
     # by jsonargparse in main(); listed here for --help
@@ -339,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", default=None, help="CSV of the scores")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     e.set_defaults(func=cmd_evaluate)
+    add_info_parser(sub)  # info --checkpoint FILE: what a checkpoint holds
 
     sub.add_parser("compare", help="train and score gpt, lstm, bilstm, nearest, knn, pod "
                                    "(+ CNN): fluidgpt compare --help", add_help=False)

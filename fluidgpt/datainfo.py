@@ -12,11 +12,11 @@ from typing import Any
 
 import lightning.pytorch as L
 import numpy as np
-import torch
 import xarray as xr
 import yaml
 
 from .casetensors import CaseTensors
+from .checkpoints import read_checkpoint
 from .data import Split
 
 __all__ = ["DataInfo", "DataInfoCallback", "read_data_info"]
@@ -114,8 +114,9 @@ class DataInfoCallback(L.Callback):
 
 
 def read_data_info(path: str) -> DataInfo:
-    """The DataInfo of a checkpoint written with :class:`DataInfoCallback`."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    """The DataInfo of a checkpoint written with :class:`DataInfoCallback` (read with
+    :func:`fluidgpt.checkpoints.read_checkpoint`: weights_only, format version checked)."""
+    ckpt = read_checkpoint(path)
     if "fluidgpt_data" not in ckpt:
         raise ValueError(f"{path} holds no fluidgpt data description (train it with "
                          "`fluidgpt fit`, which stores the condition names and the injection "

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from .baselines import SequenceLSTM
 from .casetensors import DataContract
+from .checkpoints import read_checkpoint
 from .cnn import (
     PaperErosionCNN,
     build_erosion_model,
@@ -334,8 +335,9 @@ MODULES: dict[str, type[_FluidModule]] = {
 
 
 def load_module(path: str, map_location: str | torch.device = "cpu") -> _FluidModule:
-    """Rebuild the module saved in a Lightning checkpoint, loading with weights_only=True."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """Rebuild the module saved in a Lightning checkpoint, loading with weights_only=True
+    and checking its format version (:func:`fluidgpt.checkpoints.read_checkpoint`)."""
+    ckpt = read_checkpoint(path, map_location)
     kind = ckpt.get("fluidgpt_module")
     if kind not in MODULES:
         raise ValueError(f"{path} is not a fluidgpt checkpoint (module kind {kind!r}; expected "

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .casetensors import DataContract
+from .checkpoints import FORMAT_VERSION
 from .config import ConfigError, GPTConfig, TrainConfig
 from .scalers import Scaler
 
@@ -98,6 +99,7 @@ class _FluidModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fluidgpt_module"] = self.kind
+        checkpoint["format_version"] = FORMAT_VERSION  # checked by checkpoints.read_checkpoint
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """The validation metrics on the test cases, logged as ``test/...``."""

@@ -308,16 +308,21 @@ def open_dataset(path, erosion: bool | None = None) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset")
     kind = _suffix(path)
-    if kind == ".nc":
-        ds = xr.open_dataset(path, engine="netcdf4")
-    elif kind == ".zarr.zip":
-        import zarr
+    try:  # backends raise many kinds on bytes they cannot decode (corrupted, truncated)
+        if kind == ".nc":
+            ds = xr.open_dataset(path, engine="netcdf4")
+        elif kind == ".zarr.zip":
+            import zarr
 
-        ds = xr.open_zarr(zarr.storage.ZipStore(path, mode="r"), consolidated=False)
-    else:
-        ds = xr.open_zarr(path, consolidated=False)
-    ds = ds.load()
-    ds.close()
+            ds = xr.open_zarr(zarr.storage.ZipStore(path, mode="r"), consolidated=False)
+        else:
+            ds = xr.open_zarr(path, consolidated=False)
+        ds = ds.load()
+        ds.close()
+    except Exception as err:
+        found = " ".join(str(err).split())[:160]
+        raise SchemaError(f"{path}: not a readable {kind} dataset (expected a canonical "
+                          f"dataset; found {type(err).__name__}: {found})") from err
     strings = {name: var.copy(data=np.array(var.values.tolist(), dtype=str))
                for name, var in ds.variables.items() if var.dtype.kind in "OT"}
     ds = ds.assign_coords({k: v for k, v in strings.items() if k in ds.coords})

@@ -3,7 +3,10 @@
 * Tracks: every write time's ``lagrangian/<cloud>/{positions, U, d, origId, origProcId}``
   (``positions`` in the legacy ``(x y z) celli`` form); a particle is the pair
   (origProcId, origId), and its track is the union of its samples over the write times.
-  Decomposed cases (``processor*/``) are read processor by processor.
+  A time whose cloud holds only barycentric ``coordinates`` (no legacy ``positions``: a
+  ``0/`` written by mapFields, say) is skipped with a note, since locating barycentric
+  coordinates needs the mesh's tetrahedral decomposition. Decomposed cases
+  (``processor*/``) are read processor by processor.
 * Erosion: the boundary field ``<cloud>Q`` (cumulative eroded volume [m3] per wall face);
   the rate between write times t1 < t2 is rho_wall * (Q(t2) - Q(t1)) / (A (t2 - t1))
   [kg m-2 s-1], meaningful when the particle feed is steady over [t1, t2].
@@ -67,6 +70,10 @@ def read_cloud(time_dir, cloud: str = "kinematicCloud") -> dict[str, np.ndarray]
     Returns empty arrays when the time has no cloud (no parcels in the domain).
     """
     base = Path(time_dir) / "lagrangian" / cloud
+    if _barycentric_only(base):
+        raise FoamFormatError(base / "positions", "file not found: the cloud holds only "
+                              "barycentric coordinates, which this reader cannot locate "
+                              "without the mesh's tet decomposition (read_tracks skips it)")
     if not (base / "positions").exists():
         if base.is_dir():
             raise FoamFormatError(base / "positions", "file not found (other cloud files "
@@ -85,6 +92,11 @@ def read_cloud(time_dir, cloud: str = "kinematicCloud") -> dict[str, np.ndarray]
     return out
 
 
+def _barycentric_only(cloud_dir: Path) -> bool:
+    """A cloud written without legacy positions (mapFields, writeLagrangianPositions off)."""
+    return (cloud_dir / "coordinates").exists() and not (cloud_dir / "positions").exists()
+
+
 def _track_roots(case: Path) -> list[Path]:
     procs = sorted(case.glob("processor[0-9]*"), key=lambda p: int(p.name[9:]))
     return procs if procs else [case]
@@ -95,12 +107,16 @@ def read_tracks(case, cloud: str = "kinematicCloud", t_max: float | None = None,
     """The track table (see readers.tracks) of every parcel at every write time.
 
     Columns: particle (particle_key), orig_proc, orig_id, time, x, y, z, u, v, w, diameter.
-    Only write times in [t_min, t_max] are read.
+    Only write times in [t_min, t_max] are read; the times skipped because their cloud holds
+    only barycentric coordinates are named in ``attrs["notes"]``.
     """
-    frames = []
+    frames, skipped = [], []
     for root in _track_roots(Path(case)):
         for t, path in time_directories(root):
             if (t_max is not None and t > t_max) or (t_min is not None and t < t_min):
+                continue
+            if _barycentric_only(path / "lagrangian" / cloud):
+                skipped.append(path)
                 continue
             c = read_cloud(path, cloud)
             if len(c["d"]) == 0:
@@ -110,10 +126,16 @@ def read_tracks(case, cloud: str = "kinematicCloud", t_max: float | None = None,
                 "orig_proc": c["orig_proc"], "orig_id": c["orig_id"], "time": t,
                 "x": c["position"][:, 0], "y": c["position"][:, 1], "z": c["position"][:, 2],
                 "u": c["U"][:, 0], "v": c["U"][:, 1], "w": c["U"][:, 2], "diameter": c["d"]}))
+    notes = [f"{p}: skipped: lagrangian/{cloud} holds only barycentric coordinates, no "
+             "legacy positions (a mapped time?)" for p in skipped]
     if not frames:
-        raise FileNotFoundError(f"{case}: no lagrangian/{cloud} data at any write time")
+        raise FileNotFoundError(f"{case}: no lagrangian/{cloud} data at any write time"
+                                + (f" ({len(skipped)} with only barycentric coordinates)"
+                                   if skipped else ""))
     table = pd.concat(frames, ignore_index=True)
-    return table.sort_values(["particle", "time"], kind="stable", ignore_index=True)
+    table = table.sort_values(["particle", "time"], kind="stable", ignore_index=True)
+    table.attrs["notes"] = notes
+    return table
 
 
 def read_boundary(case) -> dict[str, dict]:
@@ -151,7 +173,11 @@ def _read_faces(path: Path, stop: int) -> list[np.ndarray]:
         raise f.error(f"the boundary needs {stop} faces, the file has {n}")
     faces = []
     for fm in re.finditer(r"(\d+)\s*\(([^()]*)\)", f.body[m.end():]):
-        labels = np.array(fm.group(2).split(), dtype=np.int64)
+        words = fm.group(2).split()
+        bad = next((w for w in words if not (w.isascii() and w.isdigit())), None)
+        if bad is not None:
+            raise f.error(f"face {len(faces)}: expected vertex labels, found {bad!r}")
+        labels = np.array(words, dtype=np.int64)
         if len(labels) != int(fm.group(1)) or len(labels) < 3:
             raise f.error(f"face {len(faces)}: header says {fm.group(1)} vertices, found "
                           f"{len(labels)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["header_unit", "si_factor", "QUANTITY", "SI_UNIT", "known_units"]
+__all__ = ["header_unit", "si_factor", "column_unit", "QUANTITY", "SI_UNIT", "known_units"]
 
 #: The physical quantity of each numeric canonical column.
 QUANTITY = {"time": "time", "x": "length", "y": "length", "z": "length",
@@ -51,6 +51,24 @@ def si_factor(unit: str, quantity: str) -> float | None:
     if length not in _LENGTH or time not in _TIME:
         return None
     return _LENGTH[length] / _TIME[time]
+
+
+def column_unit(name: str, header: str, given: str | None) -> str | None:
+    """The unit of canonical column ``name`` read from ``header``: ``given`` (a unit stated
+    beside the column map, e.g. in a mapping file) or the one the header names, or None.
+
+    A header that names a known unit and a ``given`` unit with another factor is a
+    ValueError (the message names neither file nor key: the caller adds them); a header with
+    an unknown unit may be corrected by ``given``.
+    """
+    named = header_unit(header) if name in QUANTITY else None
+    if given is None or named is None:
+        return given if given is not None else named
+    factor = si_factor(named, QUANTITY[name])
+    if factor is not None and factor != si_factor(given, QUANTITY[name]):
+        raise ValueError(f"the header {header!r} names unit {named!r}, but {given!r} is given "
+                         "for it; expected one unit (leave the given one out)")
+    return given
 
 
 def known_units(quantity: str) -> str:

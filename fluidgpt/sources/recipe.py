@@ -324,8 +324,15 @@ def recipe_from_dict(data: dict, profile: str | None = None) -> Recipe:
 def load_recipe(path, profile: str | None = None) -> Recipe:
     """Read a recipe YAML file (optionally with one of its profiles applied)."""
     path = Path(path)
-    with path.open() as f:
-        data = yaml.safe_load(f)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: expected a YAML text file, found binary data") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{where} "
+                         f"({getattr(err, 'problem', None) or type(err).__name__})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping, found {type(data).__name__}")
     return recipe_from_dict(data, profile)
