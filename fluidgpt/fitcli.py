@@ -27,7 +27,6 @@ that fails removes what it wrote into a new or empty one.
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import time
 import warnings
@@ -39,7 +38,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
 from .casedata import CaseDataModule
-from .checkpoints import unreadable_checkpoint
+from .checkpoints import read_checkpoint
 from .compare.config import (
     _DEFAULT_EROSION,
     DATA_ARGUMENTS,
@@ -144,10 +143,7 @@ class FluidCLI(LightningCLI):
         path = self.config[sub].get("ckpt_path") if sub else None
         if not path or not Path(path).is_file():
             return
-        try:
-            ckpt = torch.load(path, weights_only=True, map_location="cpu")
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            raise unreadable_checkpoint(path, err) from err
+        ckpt = read_checkpoint(path)  # weights_only, the format version checked
         ckpt = ckpt if isinstance(ckpt, dict) else {}
         cls, hparams = MODULES.get(ckpt.get("fluidgpt_module")), ckpt.get("hyper_parameters")
         if cls is None or not hparams:
