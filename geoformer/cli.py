@@ -59,7 +59,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from .forecast import forecast, write_forecast
+    from .forecast_store import forecast_to_store
     from .perturbation import PERTURBATIONS
 
     if args.members < 1:
@@ -73,16 +73,18 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     notes: list[str] = []
     # forecast() opens a path itself, with the loader's defaults
     data = _open_input(args, notes) if args.grib_filter or args.humidity_from_rh else args.input
-    ds = forecast(args.checkpoint, data, args.init, lead_time=args.lead_time,
-                  every=args.every, batch_size=args.batch_size, device=args.device,
-                  notes=notes, members=args.members, perturbation=args.perturbation,
-                  perturbation_scale=args.perturbation_scale, seed=args.seed)
+    # streamed: each initial time's leads are written as they are computed
+    path, sizes = forecast_to_store(
+        args.checkpoint, data, args.init, args.output, overwrite=args.overwrite,
+        lead_time=args.lead_time, every=args.every, batch_size=args.batch_size,
+        device=args.device, notes=notes, members=args.members,
+        perturbation=args.perturbation, perturbation_scale=args.perturbation_scale,
+        seed=args.seed)
     for note in notes:
         print(f"note: {note}")
-    path = write_forecast(ds, args.output, overwrite=args.overwrite)
-    print(f"forecast: {path} ({ds.sizes['time']} initial time(s), "
-          f"{ds.sizes['prediction_timedelta']} lead time(s)"
-          + (f", {ds.sizes['number']} members)" if "number" in ds.dims else ")"))
+    print(f"forecast: {path} ({sizes['time']} initial time(s), "
+          f"{sizes['prediction_timedelta']} lead time(s)"
+          + (f", {sizes['number']} members)" if "number" in sizes else ")"))
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from .rollout import Step
 from .schema import SchemaError, open_dataset, standardize, validate
 from .state import State
 
-__all__ = ["parse_hours", "load_models", "forecast", "write_forecast"]
+__all__ = ["parse_hours", "load_models", "iter_forecasts", "forecast", "write_forecast"]
 
 
 def parse_hours(value: str | int | float | pd.Timedelta) -> int:
@@ -95,8 +95,10 @@ def _brief(values: list) -> str:
 
 
 def _prepare_input(data: xr.Dataset | str | Path, module: GeoFormerModule,
-                   init_times: Sequence[Any], notes: list[str]) -> xr.Dataset:
-    """Standardise, check, pick the initial states, then (only those) regrid if needed."""
+                   init_times: Sequence[Any], notes: list[str]
+                   ) -> tuple[xr.Dataset, str, bool]:
+    """Standardise, check and pick the initial states (not read yet): (selection, name of
+    the source, whether they need regridding to the checkpoint grid, which a note says)."""
     ds = open_dataset(data, notes) if isinstance(data, (str, Path)) else standardize(data, notes)
     c = module.config
     source = str(data) if isinstance(data, (str, Path)) else "the input data"
@@ -111,8 +113,18 @@ def _prepare_input(data: xr.Dataset | str | Path, module: GeoFormerModule,
     if not same:
         notes.append(f"input regridded conservatively from {ds.sizes['latitude']} x "
                      f"{ds.sizes['longitude']} to the checkpoint grid {lat.size} x {lon.size}")
-        ds = regrid_conservative(ds, lat, lon)
-    return ds
+    return ds, source, not same
+
+
+def _read_part(ds: xr.Dataset, source: str, regrid: bool, module: GeoFormerModule
+               ) -> xr.Dataset:
+    """Some initial times of :func:`_prepare_input`'s selection, read, checked and (only
+    those) regridded to the checkpoint grid."""
+    part = _load_inits(ds, source)
+    if regrid:
+        part = regrid_conservative(part, np.asarray(module.contract.latitude),
+                                   np.asarray(module.contract.longitude))
+    return part
 
 
 def _select_inits(ds: xr.Dataset, init_times: Sequence[Any], source: str) -> xr.Dataset:
@@ -122,7 +134,12 @@ def _select_inits(ds: xr.Dataset, init_times: Sequence[Any], source: str) -> xr.
     if missing:
         raise SchemaError(f"initial time(s) {missing} are not in {source}, which has "
                           f"{len(have)} times from {have.min()} to {have.max()}")
-    ds = ds.sel(time=times).load()
+    return ds.sel(time=times)  # read later, a few initial times at a time
+
+
+def _load_inits(ds: xr.Dataset, source: str) -> xr.Dataset:
+    """Read some initial states into memory, refusing NaN or infinite values."""
+    ds = ds.load()
     for name in ds.data_vars:
         bad = int((~np.isfinite(ds[name])).sum())
         if bad:
@@ -131,20 +148,19 @@ def _select_inits(ds: xr.Dataset, init_times: Sequence[Any], source: str) -> xr.
     return ds
 
 
-def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
-             data: xr.Dataset | str | Path, init_times: Sequence[Any],
-             lead_time: str | int = "10d", every: str | int | None = None,
-             batch_size: int = 1, device: str | None = None,
-             notes: list[str] | None = None, members: int = 1,
-             perturbation: str = "perlin", perturbation_scale: float = 0.2,
-             seed: int = 0) -> xr.Dataset:
-    """Forecast from each initial time out to ``lead_time``, every ``every`` hours.
-
-    Lead-time models are chained by hierarchical temporal aggregation (fewest steps, shared
-    intermediate states). An input with an ensemble dim ``number`` gives one forecast per
-    member. Returns a Dataset with dims (time, [number,] prediction_timedelta, level,
-    latitude, longitude), WeatherBench 2 variable names, CF attributes and provenance.
-    """
+def iter_forecasts(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
+                   data: xr.Dataset | str | Path, init_times: Sequence[Any],
+                   lead_time: str | int = "10d", every: str | int | None = None,
+                   batch_size: int = 1, device: str | None = None,
+                   notes: list[str] | None = None, members: int = 1,
+                   perturbation: str = "perlin", perturbation_scale: float = 0.2,
+                   seed: int = 0) -> Iterator[tuple[int, xr.Dataset]]:
+    """:func:`forecast`, a few initial times at a time: yields (index of the first initial
+    time, its forecast Dataset). Each part holds as many initial times as one model call
+    takes (``batch_size`` states, at least one initial time with all its members), so
+    memory is bounded by one part whatever the number of initial times. Everything that
+    can be refused (checkpoints, lead times, variables, missing initial times) is refused
+    before the first part is computed; a NaN initial state, when its part is read."""
     notes = [] if notes is None else notes
     models = dict(checkpoints) if isinstance(checkpoints, Mapping) else load_models(checkpoints)
     named = [(getattr(m, "checkpoint_path", f"the {h} h model"), m) for h, m in models.items()]
@@ -158,23 +174,55 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
     plans(leads, models.keys())  # unreachable lead times fail before any work
     _check_ensemble(members, perturbation, perturbation_scale)
     reference = models[max(models)]
-    ds = _prepare_input(data, reference, init_times, notes)
+    selection, source, regrid = _prepare_input(data, reference, init_times, notes)
+    if members > 1 and "number" in selection.dims:
+        raise ValueError("the input already has ensemble members (dim 'number'); "
+                         "use members=1 or an input without them")
+    if members > 1:
+        notes.append(f"ensemble of {members} members: member 0 is the control, the others "
+                     f"add {perturbation} noise of scale {perturbation_scale} standard "
+                     f"deviations to the initial state (seed {seed})")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in models.values():
         m.to(device).eval()
     c = reference.config
-    state = State.from_xarray(ds, c.upper_vars, c.surface_vars)  # dims (time, [number])
-    if members > 1:
-        if "number" in state.dims:
-            raise ValueError("the input already has ensemble members (dim 'number'); "
-                             "use members=1 or an input without them")
-        state = _perturbed(state, reference, members, perturbation, perturbation_scale, seed)
-        notes.append(f"ensemble of {members} members: member 0 is the control, the others "
-                     f"add {perturbation} noise of scale {perturbation_scale} standard "
-                     f"deviations to the initial state (seed {seed})")
     steps = {h: m.forecast_step for h, m in models.items()}
-    out = _run(steps, state, leads, batch_size, device)  # dims (time, [number,] lead)
-    return _to_dataset(out, ds, models, notes)
+    per_init = members * selection.sizes.get("number", 1)
+    size = max(1, batch_size // per_init)
+    for first in range(0, selection.sizes["time"], size):
+        ds = _read_part(selection.isel(time=slice(first, first + size)), source, regrid,
+                        reference)
+        state = State.from_xarray(ds, c.upper_vars, c.surface_vars)  # dims (time, [number])
+        if members > 1:
+            state = _perturbed(state, reference, members, perturbation, perturbation_scale,
+                               seed, first=first)
+        out = _run(steps, state, leads, batch_size, device)  # dims (time, [number,] lead)
+        yield first, _to_dataset(out, ds, models, notes)
+
+
+def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
+             data: xr.Dataset | str | Path, init_times: Sequence[Any],
+             lead_time: str | int = "10d", every: str | int | None = None,
+             batch_size: int = 1, device: str | None = None,
+             notes: list[str] | None = None, members: int = 1,
+             perturbation: str = "perlin", perturbation_scale: float = 0.2,
+             seed: int = 0) -> xr.Dataset:
+    """Forecast from each initial time out to ``lead_time``, every ``every`` hours, in
+    memory (:func:`geoformer.forecast_store.forecast_to_store` streams to a store instead).
+
+    Lead-time models are chained by hierarchical temporal aggregation (fewest steps, shared
+    intermediate states). An input with an ensemble dim ``number`` gives one forecast per
+    member. Returns a Dataset with dims (time, [number,] prediction_timedelta, level,
+    latitude, longitude), WeatherBench 2 variable names, CF attributes and provenance.
+    """
+    parts = [part for _, part in iter_forecasts(
+        checkpoints, data, init_times, lead_time=lead_time, every=every,
+        batch_size=batch_size, device=device, notes=notes, members=members,
+        perturbation=perturbation, perturbation_scale=perturbation_scale, seed=seed)]
+    if len(parts) == 1:
+        return parts[0]
+    return xr.concat(parts, dim="time", data_vars="minimal", coords="minimal",
+                     compat="override", combine_attrs="override")
 
 
 def _run(steps: Mapping[int, Step], state: State, leads: list[int], batch_size: int,
@@ -208,12 +256,14 @@ def _check_ensemble(members: int, perturbation: str, scale: float) -> None:
 
 
 def _perturbed(state: State, module: GeoFormerModule, members: int, perturbation: str,
-               scale: float, seed: int) -> State:
+               scale: float, seed: int, first: int = 0) -> State:
     """Initial states (T, V, Z, H, W), (T, S, H, W) -> an ensemble (T, N, V, Z, H, W),
     (T, N, S, H, W) with dims (time, number); member 0 is the state itself.
 
     The noise is drawn in normalised space and multiplied by each field's std, which is the
     same as normalise, add, denormalise, but leaves the control member bit for bit unchanged.
+    ``first`` is the index of the first of these initial times among all of the forecast's
+    (each initial time draws its own noise, however the times are split into parts).
     """
     norm = module.normalizer
     std_u = norm.upper_std.detach().cpu().numpy()[:, :, None, None]  # (V, Z, 1, 1)
@@ -225,7 +275,7 @@ def _perturbed(state: State, module: GeoFormerModule, members: int, perturbation
     out_s = np.empty((surface.shape[0], members, *surface.shape[1:]), np.float32)
     for t in range(upper.shape[0]):
         du, ds = ensemble_noise(members, upper.shape[1:3], surface.shape[1], lat, lon, scale,
-                                seed, draw=t, perturbation=perturbation)
+                                seed, draw=first + t, perturbation=perturbation)
         out_u[t] = upper[t][None] + du * std_u  # (N, V, Z, H, W)
         out_s[t] = surface[t][None] + ds * std_s  # (N, S, H, W)
     return state.replace(upper=torch.from_numpy(out_u), surface=torch.from_numpy(out_s),
