@@ -54,7 +54,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.recipe}: no such recipe file")
     _refuse_existing(args.output, args.overwrite)
     build_sweep(args.recipe, args.output, workers=args.workers, variant=args.variant,
-                profile=args.profile, work_dir=args.work_dir, keep_cases=args.keep_cases)
+                profile=args.profile, work_dir=args.work_dir, keep_cases=args.keep_cases,
+                overwrite=args.overwrite)
     return 0
 
 
@@ -112,6 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write
     from .checkpoints import load_checkpoint
     from .compare import evaluate_checkpoints, format_table
     from .data import load_dataset
@@ -131,10 +133,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data)
     table = evaluate_checkpoints(trajectory, erosion, ds, args.split)
     print(format_table(table))
-    if args.output:  # a hidden sibling renamed into place: no half-written table
-        tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(args.output)
+    if args.output:
+        atomic_write(args.output, lambda tmp: table.to_csv(tmp, index=False),
+                     overwrite=args.overwrite)
         print(f"wrote {args.output}")
     return 0
 

@@ -36,8 +36,10 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from .casedata import CaseDataModule
+from .checkpoint_io import AtomicCheckpointIO
 from .checkpoints import read_checkpoint
 from .compare.config import (
     _DEFAULT_EROSION,
@@ -100,6 +102,17 @@ class FluidCLI(LightningCLI):
             save_config_kwargs={"overwrite": True}, trainer_defaults=TRAINER_DEFAULTS,
             auto_configure_optimizers=False, load_from_checkpoint_support=False,
             parser_kwargs={"prog": "fluidgpt"}, args=args, run=run)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The configured Trainer, its checkpoints written through the package's atomic
+        writer (:class:`~fluidgpt.checkpoint_io.AtomicCheckpointIO`) unless the config
+        names a CheckpointIO of its own."""
+        plugins = dict(self._get(self.config_init, "trainer", default={})).get("plugins")
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else \
+            [] if plugins is None else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

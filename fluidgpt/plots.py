@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import colors  # noqa: E402
 
+from .atomic import atomic_write  # noqa: E402
+
 __all__ = ["plot_trajectories", "plot_erosion", "plot_hotspot", "plot_learning_curves",
            "read_metrics_csv"]
 
@@ -28,9 +30,11 @@ _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"),
+                            overwrite=True)
+    finally:
+        plt.close(fig)
 
 
 def plot_trajectories(true: np.ndarray, predictions: Mapping[str, np.ndarray],

@@ -20,11 +20,10 @@ and the hot-spot figure, all or nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from .atomic import atomic_write, staged
 from .casetensors import CaseTensors
 from .checkpoints import load_checkpoint
 from .datainfo import DataInfo, read_data_info
@@ -273,28 +273,17 @@ def wall_variables(ds: xr.Dataset, wall_density: float | None = None,
 
 
 def write_prediction(ds: xr.Dataset, path: str | Path, overwrite: bool = True) -> Path:
-    """Write ``ds`` to .zarr or .nc atomically: a hidden sibling, renamed into place once
-    complete, so a failure never leaves a half-written prediction behind."""
+    """Write ``ds`` to .zarr or .nc through :func:`fluidgpt.atomic.atomic_write`: a failure
+    (or a kill) never leaves a half-written prediction behind, nor loses the previous one."""
+    path = _prediction_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: save_dataset(ds, tmp), overwrite=overwrite)
+
+
+def _prediction_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.name.endswith((".zarr", ".nc")):
         raise ValueError(f"prediction output must end in .zarr or .nc, found {path.name!r}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = path.with_name(f".{path.stem}.tmp-{tag}{path.suffix}")
-    try:
-        save_dataset(ds, tmp)
-        if path.exists():
-            old = path.with_name(f".{path.stem}.old-{tag}{path.suffix}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            _remove(tmp)
     return path
 
 
@@ -305,12 +294,13 @@ def write_outputs(ds: xr.Dataset, path: str | Path, vtk_dir: str | Path | None =
     vtk_dir: one ParaView file per case, ``<vtk_dir>/<path stem>_case<k>.vtu``
     (:func:`fluidgpt.wall_vtk.write_wall_vtk`); plot: the hot-spot figure of case 0
     (:func:`fluidgpt.plots.plot_hotspot`). Both need ``erosion_rate`` in ``ds``. Existing
-    targets are refused unless ``overwrite``; every file is written under a hidden
-    temporary name and renamed into place once all are complete, so a failure leaves
-    nothing new behind. Returns the paths written and whether the VTK cells are the faces
-    (``vtk_faces``: False for vertex cells at the face centres of an older dataset).
+    targets are refused unless ``overwrite``; every file is staged
+    (:func:`fluidgpt.atomic.staged`) and renamed into place once all are complete, so a
+    failure leaves nothing new behind. Returns the paths written and whether the VTK cells
+    are the faces (``vtk_faces``: False for vertex cells at the face centres of an older
+    dataset).
     """
-    path = Path(path)
+    path = _prediction_path(path)
     vtk = vtk_paths(vtk_dir, path.stem, ds.sizes["case"]) if vtk_dir is not None else []
     if (vtk or plot is not None) and "erosion_rate" not in ds:
         raise ValueError("VTK and hot-spot outputs need predicted erosion rates: give an "
@@ -320,31 +310,22 @@ def write_outputs(ds: xr.Dataset, path: str | Path, vtk_dir: str | Path | None =
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing[:3])} exist(s); pass --overwrite to "
                               "replace")
-    tag = uuid.uuid4().hex[:8]
-    staged: list[tuple[Path, Path]] = []
-    made = [d for d in {p.parent for p in targets[1:]} if not d.exists()]
+    made = [d for d in {p.parent for p in targets} if not d.exists()]
     out: dict[str, Any] = {"vtk": vtk, "plot": Path(plot) if plot is not None else None,
-                           "vtk_faces": "face_vertex" in ds.coords}
+                           "vtk_faces": "face_vertex" in ds.coords, "prediction": path}
     try:
-        for case, final in enumerate(vtk):
-            staged.append((final.with_name(f".{final.stem}.tmp-{tag}.vtu"), final))
-            final.parent.mkdir(parents=True, exist_ok=True)
-            write_wall_vtk(ds, case, staged[-1][0])
-        if plot is not None:
-            final = Path(plot)
-            staged.append((final.with_name(f".{final.stem}.tmp-{tag}{final.suffix}"), final))
-            _plot_first_case(ds, staged[-1][0])
-        out["prediction"] = write_prediction(ds, path, overwrite=overwrite)
-        for tmp, final in staged:
-            os.replace(tmp, final)
+        with ExitStack() as stack:  # each staged file is renamed into place as it closes
+            for directory in made:
+                directory.mkdir(parents=True, exist_ok=True)
+            for case, final in enumerate(vtk):
+                write_wall_vtk(ds, case, stack.enter_context(staged(final, overwrite)))
+            if plot is not None:
+                _plot_first_case(ds, stack.enter_context(staged(Path(plot), overwrite)))
+            save_dataset(ds, stack.enter_context(staged(path, overwrite)))
     except BaseException:
         for directory in made:
             shutil.rmtree(directory, ignore_errors=True)
         raise
-    finally:
-        for tmp, _ in staged:
-            if tmp.exists():
-                tmp.unlink()
     return out
 
 
@@ -359,13 +340,6 @@ def _plot_first_case(ds: xr.Dataset, path: Path) -> Path:
                         wall_density=float(ds["wall_loss_rate"].attrs["wall_density"]),
                         length=HOTSPOT_LENGTH, title=f"predicted wall loss, case 0: "
                                                      f"{conditions}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
 
 
 def prediction_summary(ds: xr.Dataset) -> Mapping[str, Any]:

@@ -28,15 +28,14 @@ another injection seed): a split must keep a group on one side.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import tempfile
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from .atomic import atomic_write
 
 __all__ = ["SchemaError", "validate", "open_dataset", "save_dataset", "write_dataset",
            "canonical_dataset", "check_condition", "PHYSICAL_CONDITIONS", "CONDITION_ATTRS",
@@ -345,7 +344,8 @@ def _write_zarr_zip(ds: xr.Dataset, path: Path) -> None:
 
 
 def save_dataset(ds: xr.Dataset, path) -> Path:
-    """Write a canonical dataset to .nc (zlib-compressed) or .zarr / .zarr.zip."""
+    """Write a canonical dataset to .nc (zlib-compressed) or .zarr / .zarr.zip, in place (the
+    format step of :func:`write_dataset`, which the commands use: whole or nothing)."""
     path = Path(path)
     kind = _suffix(path)
     validate(ds, erosion="erosion_rate" in ds)
@@ -363,31 +363,11 @@ def save_dataset(ds: xr.Dataset, path) -> Path:
 
 
 def write_dataset(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
-    """:func:`save_dataset` under a hidden sibling name, renamed into place once complete, so
-    a failure leaves nothing at ``path`` (or the previous file). An existing ``path`` is
+    """:func:`save_dataset` through :func:`fluidgpt.atomic.atomic_write`: a failure (or a
+    kill) leaves the previous dataset at ``path``, or nothing. An existing ``path`` is
     refused unless ``overwrite``."""
-    path = Path(path)
-    kind = _suffix(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    tag = uuid.uuid4().hex[:8]
-    tmp = path.with_name(f".{path.name[:-len(kind)]}.tmp-{tag}{kind}")
-    try:
-        save_dataset(ds, tmp)
-        if path.exists():
-            _remove(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            _remove(tmp)
-    return path
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    _suffix(Path(path))  # an unknown format is refused before anything is written
+    return atomic_write(path, lambda tmp: save_dataset(ds, tmp), overwrite=overwrite)
 
 
 def _to_zarr(ds: xr.Dataset, path: Path) -> None:

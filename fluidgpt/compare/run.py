@@ -14,6 +14,7 @@ import pandas as pd
 import xarray as xr
 from torch import Tensor
 
+from ..atomic import atomic_write
 from ..casetensors import CaseTensors, case_tensors
 from ..data import Split, make_split
 from ..datainfo import DataInfo
@@ -222,9 +223,8 @@ def run_compare(config: Experiment, split: str | None = None, output: str | Path
     result.table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
-        result.table.to_csv(tmp, index=False)
-        tmp.replace(output)
+        atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False),
+                     overwrite=True)  # the command refused an existing table up front
     return result
 
 
@@ -264,7 +264,8 @@ def fit_stage_two(kind: str, config: Experiment, ds: xr.Dataset, data: CaseTenso
             paths["erosion"] = cnn.checkpoint
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "scores.csv", index=False)
+    atomic_write(out / "scores.csv", lambda tmp: table.to_csv(tmp, index=False),
+                 overwrite=True)
     paths["scores"] = out / "scores.csv"
     paths["table"] = table
     return paths

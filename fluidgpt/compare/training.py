@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
 from ..casetensors import CaseTensors
+from ..checkpoint_io import AtomicCheckpointIO
 from ..config import ConfigError
 from ..datainfo import DataInfo, DataInfoCallback
 from ..datamodule import FluidDataModule, scaled_batch
@@ -171,7 +172,8 @@ def train_module(module: Any, dm: FluidDataModule, seconds: float | None,
         max_time=None if seconds is None else {"seconds": seconds},
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=callbacks, num_sanity_val_steps=0, check_val_every_n_epoch=every,
-        limit_val_batches=0 if dm.fold is None else 1.0, log_every_n_steps=steps)
+        limit_val_batches=0 if dm.fold is None else 1.0, log_every_n_steps=steps,
+        plugins=[AtomicCheckpointIO()])  # checkpoints whole or not at all
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")

@@ -31,7 +31,7 @@ import yaml
 
 from ..readers.openfoam import particle_key, read_eroded_volume, read_tracks, read_wall_faces
 from ..readers.tracks import resample_tracks, uniform_times
-from ..schema import PHYSICAL_CONDITIONS, canonical_dataset, save_dataset
+from ..schema import PHYSICAL_CONDITIONS, canonical_dataset, write_dataset
 from .foam_cases import (
     foam_environment,
     run_foam,
@@ -158,14 +158,18 @@ def _run_all(job, jobs: list, workers: int, log, what: str) -> list:
 
 def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
                 profile: str | None = None, work_dir=None, keep_cases: bool = False,
-                log=print) -> xr.Dataset:
+                log=print, overwrite: bool = False) -> xr.Dataset:
     """Run the OpenFOAM sweep of `recipe` (a Recipe or a YAML path) and write `output`.
 
-    output: .zarr, .zarr.zip or .nc. profile: a named override of the recipe file.
+    output: .zarr, .zarr.zip or .nc, written whole or not at all
+    (:func:`fluidgpt.schema.write_dataset`); an existing one is refused before any case
+    runs unless ``overwrite``. profile: a named override of the recipe file.
     work_dir: where the cases run (a temporary directory, removed afterwards, when None);
     keep_cases keeps the particle cases there. Returns the canonical dataset.
     Raises OpenFOAMNotFoundError (with the apt-get line) when OpenFOAM is not installed.
     """
+    if Path(output).exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, profile)
     foam_environment()
@@ -254,7 +258,7 @@ def build_sweep(recipe, output, workers: int = 2, variant: str = "physical",
         group=plan["group"].to_numpy(), seed=plan["seed"].to_numpy(), attrs=attrs)
     if variant == "paper_style":
         ds = paper_style_variant(ds, recipe.inert)
-    save_dataset(ds, output)
+    write_dataset(ds, output, overwrite=overwrite)
     log(f"wrote {output}: {ds.sizes['case']} cases in {elapsed:.0f} s "
         f"(flows {t_flow:.0f} s, particle cases {t_part:.0f} s)")
     return ds
