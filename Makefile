@@ -21,14 +21,14 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(VENV)/bin/geoformer info --preset pangu
-	$(VENV)/bin/geoformer demo --config experiments/geoformer/demo.yaml
+	$(VENV)/bin/geoformer demo --config experiments/geoformer/demo.yaml --overwrite
 	$(VENV)/bin/fluidgpt demo --overwrite
 
 # Rebuild geoformer's shipped Held-Suarez checkpoints (geoformer/pretrained/, what the demo
 # scores): fixed seeded steps on the CPU, about 45 minutes on 2 idle cores.
 pretrained: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/geoformer demo --config experiments/geoformer/demo.yaml \
-	  --plan experiments/geoformer/pretrained_plan.yaml
+	  --plan experiments/geoformer/pretrained_plan.yaml --overwrite
 
 test: install
 	$(PY) -m pytest

@@ -177,7 +177,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.config, args.plan, args.output)
+    run_demo(args.config, args.plan, args.output, overwrite=args.overwrite)
     return 0
 
 
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--plan", default="experiments/geoformer/demo_plan.yaml",
                     help="what to train, forecast, score and draw")
     dm.add_argument("--output", help="output folder (default: the plan's)")
+    dm.add_argument("--overwrite", action="store_true",
+                    help="replace what an earlier demo wrote in the output folder")
     dm.set_defaults(func=cmd_demo)
     return parser
 

@@ -136,9 +136,10 @@ def train_runs(plan: Mapping[str, Any], fit_config: str | Path, store: str,
     return checkpoints
 
 
-def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | None = None) -> Path:
+def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | None = None,
+             overwrite: bool = False) -> Path:
     """Run the demo: ``config`` is the runs' fit config, ``plan_path`` the plan; returns the
-    output folder."""
+    output folder. An output folder that holds files is refused unless ``overwrite``."""
     from .evaluation import evaluate
     from .forecast import forecast, write_forecast
     from .plots import has_land, map_title, plot_maps, plot_scores
@@ -147,6 +148,9 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
 
     plan = load_plan(plan_path)
     out = Path(output or plan["output"])
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} holds an earlier demo's files; pass --overwrite to "
+                              "replace them")
     out.mkdir(parents=True, exist_ok=True)
     recipe_path = plan.get("dataset", {}).get("recipe")
     recipe = load_recipe(recipe_path if recipe_path and Path(recipe_path).exists() else None)

@@ -109,3 +109,11 @@ def test_an_argparse_error_is_one_line_and_exit_2(argv, capsys, tmp_path, monkey
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("geoformer ") and "usage" not in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_demo_refuses_an_earlier_demos_output_without_overwrite(tmp_path, capsys):
+    (tmp_path / "scores.csv").write_text("earlier")
+    assert main(["demo", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --overwrite" in err and str(tmp_path) in err, err
+    assert (tmp_path / "scores.csv").read_text() == "earlier"
