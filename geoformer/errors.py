@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -174,5 +175,16 @@ def guarded(run: Callable[[], int], prog: str, debug: bool = False) -> int:
                 raise
             raise bad from err
         message = bad.args[0] if isinstance(bad, KeyError) and bad.args else bad
-        print(f"{prog}: {' '.join(str(message).split())}", file=sys.stderr)
+        print(f"{prog}: {' '.join(_without_worker_traceback(str(message)).split())}",
+              file=sys.stderr)
         return 2
+
+
+def _without_worker_traceback(text: str) -> str:
+    """The message of an error raised in a DataLoader worker: torch re-raises it in the main
+    process as "Caught X in DataLoader worker process N. Original Traceback (...): ...",
+    whose last line is the original ``module.X: message``."""
+    if "Original Traceback (most recent call last):" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", last.strip())

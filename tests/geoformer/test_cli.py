@@ -117,3 +117,29 @@ def test_demo_refuses_an_earlier_demos_output_without_overwrite(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pass --overwrite" in err and str(tmp_path) in err, err
     assert (tmp_path / "scores.csv").read_text() == "earlier"
+
+
+class _Unreadable:
+    """A dataset whose samples fail to read, as a corrupted chunk does in a worker."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from geoformer.schema import SchemaError
+
+        raise SchemaError(f"train.zarr: chunk {i} of temperature is unreadable")
+
+
+def test_a_read_error_in_a_dataloader_worker_is_one_line_without_its_traceback(capsys):
+    from torch.utils.data import DataLoader
+
+    from geoformer.errors import guarded
+
+    def read_all():
+        list(DataLoader(_Unreadable(), num_workers=1))
+        return 0
+
+    assert guarded(read_all, "geoformer fit") == 2
+    err = capsys.readouterr().err
+    assert err == "geoformer fit: train.zarr: chunk 0 of temperature is unreadable\n", err
