@@ -61,6 +61,8 @@ def _dayofyear_hour_climatology(ds: xr.Dataset, window_days: int) -> xr.Dataset:
     for hour in hours:
         at_hour = ds.isel(time=(ds["time"].dt.hour == hour).values)
         daily = at_hour.groupby("time.dayofyear").mean("time").reindex(dayofyear=days)
+        if daily.chunks:  # dask: one chunk per day, and per filled day, would make each
+            daily = daily.chunk({"dayofyear": -1})  # roll of the window 366 tasks a field
         per_hour.append(_smooth_over_days(daily, window_days))
     clim = xr.concat(per_hour, dim=pd.Index(hours, name="hour"))
     return clim.transpose("dayofyear", "hour", ...)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from .atomic import atomic_write, atomic_write_zarr
@@ -98,6 +99,10 @@ def load_statistics(store: str | Path, train: TimeRange, upper: Sequence[str],
     ds = xr.open_zarr(store, chunks={})
     stats = compute_statistics(ds, upper, surface, static, time=train.slice())
     stats.attrs.update(train_period=key, format_version=STATISTICS_VERSION)
+    if rank_zero_only.rank != 0:
+        # torchrun / srun start every rank at once: one writer, or the ranks' mode="w"
+        # writes remove each other's groups; the others use the (identical) values in memory
+        return stats
     try:
         stats.to_zarr(store, group="statistics", mode="w", zarr_format=2)
     except OSError:  # a read-only store: use the statistics without caching them

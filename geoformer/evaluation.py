@@ -126,7 +126,8 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
         if train is None:
             raise ValueError("a train_period (or a climatology) is needed for the climatology "
                              "and damped persistence references and for ACC")
-        clim = compute_climatology(truth.sel(time=train).load(), kind=climatology_kind)
+        # computed, not loaded first: a dask truth (years of data) is reduced chunk by chunk
+        clim = compute_climatology(truth.sel(time=train), kind=climatology_kind).compute()
     else:
         clim = None
     inits, leads = fc["time"].values, pd.to_timedelta(fc["prediction_timedelta"].values)
