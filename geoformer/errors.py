@@ -188,3 +188,26 @@ def _without_worker_traceback(text: str) -> str:
         return text
     last = [line for line in text.strip().splitlines() if line.strip()][-1]
     return re.sub(r"^[\w.]+(Error|Exception): ", "", last.strip())
+
+
+def whole_netcdf(path: str) -> str:
+    """``path``, refused (ValueError naming it) if it is a classic netCDF file (CDF-1 or
+    CDF-2) cut short. netCDF-C reads such a file with zeros where the data is missing, a
+    silent wrong result; scipy's reader of the classic format compares the extent its header
+    describes with the file's size. Other files (netCDF-4, zarr, remote) pass unread."""
+    file = Path(path)
+    if not file.is_file():
+        return path
+    with open(file, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"CDF\x01", b"CDF\x02"):
+        return path
+    from scipy.io import netcdf_file  # scipy comes with scikit-learn
+
+    try:
+        with netcdf_file(file, mmap=True):
+            pass
+    except Exception as err:
+        raise ValueError(f"{path}: a classic netCDF file whose header describes more data "
+                         f"than the file holds (truncated or corrupted: {err})") from err
+    return path

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .errors import grib_log
+from .errors import grib_log, whole_netcdf
 from .humidity import RH_NAMES, specific_humidity_from_rh
 from .sources.grib import GribError, open_grib, valid_times
 
@@ -372,7 +372,7 @@ def open_dataset(path: str | Path, notes: list[str] | None = None,
     try:
         with grib_log() as skipped:  # cfgrib logs (tracebacks) and skips corrupted messages
             ds = open_grib(path, grib_filter, chunks, read) if engine == "cfgrib" else \
-                xr.open_dataset(path, engine=engine, **kwargs)
+                xr.open_dataset(whole_netcdf(path), engine=engine, **kwargs)
     except GribError as err:
         raise SchemaError(str(err)) from err
     except Exception as err:

@@ -143,3 +143,18 @@ def test_a_read_error_in_a_dataloader_worker_is_one_line_without_its_traceback(c
     assert guarded(read_all, "geoformer fit") == 2
     err = capsys.readouterr().err
     assert err == "geoformer fit: train.zarr: chunk 0 of temperature is unreadable\n", err
+
+
+def test_a_classic_netcdf_cut_short_is_refused_not_read_as_zeros(tmp_path, capsys):
+    from tests.conftest import mock_era5
+
+    whole = tmp_path / "whole.nc"
+    mock_era5(n_time=2).to_netcdf(whole, format="NETCDF3_CLASSIC")
+    cut = tmp_path / "cut.nc"
+    cut.write_bytes(whole.read_bytes()[:-200])
+    out = tmp_path / "store.zarr"
+    assert main(["dataset", "convert", "--input", str(cut), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(cut) in err and "truncated" in err, err
+    assert not out.exists()
+    assert main(["dataset", "convert", "--input", str(whole), "--output", str(out)]) == 0
