@@ -94,16 +94,15 @@ def cmd_climatology(args: argparse.Namespace) -> int:
     from .schema import SchemaError, open_dataset
 
     refuse_existing(args.output, overwrite=args.overwrite)
-    ds = open_dataset(args.input)
+    ds = open_dataset(args.input, chunks={})  # dask, by the store's chunks: never all at once
     if args.period:
         ds = ds.sel(time=slice(*args.period))
     keep = [v for v in ds.data_vars if "time" in ds[v].dims]
     if not ds.sizes.get("time"):
         raise SchemaError(f"{args.input}: no time in --period {' .. '.join(args.period)}")
-    with naming(args.input, SchemaError):
-        clim = compute_climatology(ds[keep].load(), kind=args.kind,
-                                   window_days=args.window_days)
-    atomic_write_zarr(clim, args.output, overwrite=args.overwrite)
+    with naming(args.input, SchemaError):  # the reads happen as the store is written
+        clim = compute_climatology(ds[keep], kind=args.kind, window_days=args.window_days)
+        atomic_write_zarr(clim, args.output, overwrite=args.overwrite)
     print(f"climatology ({args.kind}): {args.output}")
     return 0
 
