@@ -129,7 +129,6 @@ class Stage(nn.Module):
                        mlp_ratio=mlp_ratio, attention=attention)
             for i in range(depth)
         )
-
     def forward(self, x: Tensor) -> Tensor:
         """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
         for block in self.blocks:
@@ -184,6 +183,26 @@ class GeoFormer(nn.Module):
         self.recover = PatchRecovery(2 * C1, len(cfg.upper_vars), len(cfg.surface_vars),
                                      cfg.patch, (len(cfg.levels), H, W))
         self.apply(self._init_weights)
+        self._share_buffers()
+
+    def _share_buffers(self) -> None:
+        """Blocks of the same token grid and shift hold the same mask and window indices,
+        and blocks of the same window the same position index: one copy of each is kept
+        (at 0.25 deg, 121 MiB of buffers become 47 MiB). Buffers are constants, never
+        written to, so sharing them changes no result."""
+        geometry: dict[tuple, EarthBlock] = {}
+        for block in (b for m in self.modules() if isinstance(m, Stage) for b in m.blocks):
+            first = geometry.setdefault((block.grid, block.window, block.shift), block)
+            if first is not block:
+                for name in ("attn_mask", "to_windows", "from_windows"):
+                    block._buffers[name] = first._buffers[name]
+            index = geometry.setdefault(("position", block.window), block).attn.position_index
+            block.attn._buffers["position_index"] = index
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): kept shared
+        super()._apply(fn, recurse)
+        self._share_buffers()
+        return self
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

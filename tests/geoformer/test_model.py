@@ -181,3 +181,29 @@ def test_checkpoint_round_trip_with_weights_only(tiny):
     model.eval()
     for a, b in zip(tiny(upper, surface), model(upper, surface)):
         assert torch.equal(a, b)
+
+
+def _blocks(model):
+    return [b for s in (model.stage1, model.stage2, model.stage3, model.stage4)
+            for b in s.blocks]
+
+
+@pytest.mark.parametrize("convert", [lambda m: m, lambda m: m.double(),
+                                     lambda m: m.to("cpu", torch.float16)])
+def test_blocks_of_one_geometry_share_their_buffers_and_keep_their_values(convert):
+    model = convert(tiny_model(depths=(2, 4, 4, 2)))
+    seen: dict = {}
+    for block in _blocks(model):
+        # the shared values are the block's own: recompute them for this block
+        into, back = block._window_indices()
+        assert torch.equal(block.to_windows, into) and torch.equal(block.from_windows, back)
+        key = (block.grid, block.shift)
+        if key in seen:
+            assert block.to_windows.data_ptr() == seen[key].to_windows.data_ptr()
+            if block.attn_mask is not None:
+                assert block.attn_mask.data_ptr() == seen[key].attn_mask.data_ptr()
+        seen.setdefault(key, block)
+    first = _blocks(model)[0].attn.position_index
+    assert all(b.attn.position_index.data_ptr() == first.data_ptr() for b in _blocks(model))
+    # stages 1 and 4 (one grid) and 2 and 3 (the other): 2 grids x 2 shifts
+    assert len(seen) == 4
