@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .atomic import atomic_write, atomic_write_zarr
 from .checkpoints import STATISTICS_VERSION, check_format_version
+from .chunkreader import ChunkReader
 from .normalization import (
     LATITUDE_INPUT,
     Normalizer,
@@ -127,7 +128,11 @@ class ForecastPairs(Dataset):
                  steps: int = 1, in_memory: bool | None = None) -> None:
         self.upper_vars, self.surface_vars = list(upper_vars), list(surface_vars)
         self.levels = list(levels)
-        ds = ds[self.upper_vars + self.surface_vars].sel(level=self.levels)
+        source, stored = ds.encoding.get("source"), pd.DatetimeIndex(ds["time"].values)
+        store_levels = [int(v) for v in ds["level"].values]
+        ds = ds[self.upper_vars + self.surface_vars]
+        if store_levels != self.levels:  # an orthogonal read only when needed
+            ds = ds.sel(level=self.levels)
         if times is not None:
             ds = ds.sel(time=times.slice())
         stamps = pd.DatetimeIndex(ds["time"].values)
@@ -154,6 +159,18 @@ class ForecastPairs(Dataset):
         if in_memory:  # one (T, V, Z, H, W) and one (T, S, H, W) tensor: fast indexing
             self._all = State.from_xarray(ds.load(), self.upper_vars, self.surface_vars,
                                           dims=("time",))
+        # From a local training store (canonical dim order, one chunk per time): each
+        # variable's chunk file read and decoded directly (geoformer.chunkreader); from
+        # anything else, through xarray and State.
+        canonical = all(ds[v].dims == ("time", "level", "latitude", "longitude")
+                        for v in self.upper_vars) and all(
+            ds[v].dims == ("time", "latitude", "longitude") for v in self.surface_vars)
+        self._chunks = None
+        if canonical and not in_memory and isinstance(source, str):
+            readers = [ChunkReader.open(source, v) for v in self.upper_vars + self.surface_vars]
+            if all(r is not None for r in readers):
+                self._chunks = (readers, stored.get_indexer(stamps),
+                                [store_levels.index(lv) for lv in self.levels])
 
     def __len__(self) -> int:
         return len(self.index)
@@ -162,6 +179,12 @@ class ForecastPairs(Dataset):
         """The state at time index ``i``: (V, Z, H, W), (S, H, W)."""
         if self._all is not None:
             return self._all.upper[i], self._all.surface[i]
+        if self._chunks is not None:
+            readers, position, levels = self._chunks
+            V = len(self.upper_vars)
+            upper = np.stack([r(position[i])[levels] for r in readers[:V]])  # (V, Z, H, W)
+            surface = np.stack([r(position[i]) for r in readers[V:]])  # (S, H, W)
+            return torch.from_numpy(upper), torch.from_numpy(surface)
         one = State.from_xarray(self.ds.isel(time=i), self.upper_vars, self.surface_vars,
                                 dims=())
         return one.upper, one.surface

@@ -156,3 +156,20 @@ def test_latitude_input_is_sin_latitude_constant_along_longitude():
     assert field.shape == (1, 4, 6) and field.dtype == torch.float32
     for i, value in enumerate(lat):
         assert torch.allclose(field[0, i], torch.full((6,), math.sin(math.radians(value))))
+
+
+@pytest.mark.parametrize("levels", [[1000, 850, 500], [500, 1000]])
+def test_pairs_read_from_a_store_equal_the_in_memory_ones(tmp_path, levels):
+    ds = mock_era5(n_time=8)
+    store = write_training_store(ds, tmp_path / "train.zarr")
+    on_disk = xr.open_zarr(store, chunks=None)
+    fast = ForecastPairs(on_disk, UPPER, SURFACE, levels, 6, steps=2, in_memory=False)
+    held = ForecastPairs(on_disk, UPPER, SURFACE, levels, 6, steps=2, in_memory=True)
+    # another dim order (not a training store's) goes through State.from_xarray
+    other = ForecastPairs(on_disk.transpose("time", "latitude", "level", "longitude"), UPPER,
+                          SURFACE, levels, 6, steps=2, in_memory=False)
+    assert fast._chunks is not None and other._chunks is None and held._chunks is None
+    for i in (0, len(fast) - 1):
+        for key in held[i]:
+            assert torch.equal(fast[i][key], held[i][key]), key
+            assert torch.equal(other[i][key], held[i][key]), key

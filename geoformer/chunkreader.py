@@ -1,0 +1,66 @@
+"""One time step of a variable, read from a local zarr v2 training store as one chunk file.
+
+Hand-written because zarr-python 3 spends about 3 ms of its async machinery on every read
+call (measured on 2026-12-01: 3.4 ms for a 106 KB chunk of the Held-Suarez store, most of a
+training sample's cost), while the file read and the Blosc decode take a fraction of that.
+It covers only the layout ``write_training_store`` writes (zarr v2, one chunk per time step
+holding all other dims, C order, codecs numcodecs knows); anything else is read by xarray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+
+__all__ = ["ChunkReader"]
+
+
+class ChunkReader:
+    """``reader(i)`` -> the variable at time index ``i``, (*other dims) float32, or None from
+    :meth:`open` when the variable is not stored in the one-chunk-per-time layout."""
+
+    def __init__(self, folder: Path, meta: dict) -> None:
+        self.folder = folder
+        self.shape = tuple(meta["shape"][1:])
+        self.dtype = np.dtype(meta["dtype"])
+        self.separator = meta.get("dimension_separator") or "."
+        self.codecs = [numcodecs.get_codec(f) for f in (meta.get("filters") or [])]
+        self.compressor = numcodecs.get_codec(meta["compressor"]) if meta.get(
+            "compressor") else None
+        self.fill = meta.get("fill_value")
+        self.tail = self.separator.join("0" * len(self.shape)) if self.shape else ""
+
+    @classmethod
+    def open(cls, store: str | Path, name: str) -> ChunkReader | None:
+        folder = Path(store) / name
+        try:
+            meta = json.loads((folder / ".zarray").read_text())
+        except (OSError, ValueError):
+            return None  # not a local zarr v2 array
+        one_per_time = list(meta.get("chunks", [])) == [1, *meta["shape"][1:]]
+        if meta.get("zarr_format") != 2 or meta.get("order") != "C" or not one_per_time:
+            return None
+        return cls(folder, meta)
+
+    def __call__(self, i: int) -> np.ndarray:
+        key = f"{i}{self.separator}{self.tail}" if self.tail else str(i)
+        try:
+            raw = (self.folder / key).read_bytes()
+        except FileNotFoundError:  # a chunk never written holds the fill value
+            fill = np.nan if self.fill in (None, "NaN") else self.fill
+            return np.full(self.shape, fill, np.float32)
+        try:
+            data = self.compressor.decode(raw) if self.compressor else raw
+            for codec in reversed(self.codecs):
+                data = codec.decode(data)
+        except Exception as err:  # the codec's own error types
+            raise ValueError(f"{self.folder}/{key}: the chunk does not decode "
+                             f"({type(err).__name__}: {err})") from err
+        values = np.frombuffer(data, dtype=self.dtype)
+        if values.size != int(np.prod(self.shape)):
+            raise ValueError(f"{self.folder}/{key}: expected {int(np.prod(self.shape))} "
+                             f"values in the chunk, found {values.size}")
+        return values.reshape(self.shape).astype(np.float32, copy=False)
