@@ -32,7 +32,7 @@ def test_every_demo_run_parses(capsys):
         args = fit_args(EXPERIMENTS / "demo.yaml", run, "store.zarr", splits, Path("runs"))
         assert main([*args, "--print_config"]) == 0, run["name"]
         printed = yaml.safe_load(capsys.readouterr().out)
-        assert printed["output"] == {"dir": "runs", "name": run["name"]}
+        assert printed["output"] == {"dir": "runs", "name": run["name"], "every_n_steps": None}
 
 
 def test_a_plan_with_an_unknown_key_or_run_is_an_error(tmp_path):
