@@ -43,7 +43,7 @@ def main() -> None:
     store = str(load_or_build_held_suarez(recipe=recipe))
     splits = split_slices(recipe)
     val = pd.date_range(splits["validation"].start,
-                        pd.Timestamp(splits["validation"].stop) - pd.Timedelta("5d"), freq="6h")
+                        pd.Timestamp(splits["validation"].stop) - pd.Timedelta(days=5), freq="6h")
     pick = np.unique(np.linspace(0, len(val) - 1, a.initial_times).round().astype(int))
     inits = list(val[pick])
     models = load_models([ROOT / "geoformer" / "pretrained" / f"held_suarez_{h}.ckpt"
