@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser
 
 from .config import ConfigError
+from .yamlfile import read_yaml
 
 __all__ = ["ExperimentError", "one_line", "one_line_errors", "ExperimentParser",
            "FluidArgumentParser", "check_config_files"]
@@ -214,15 +214,7 @@ def check_config_files(argv: Sequence[str]) -> None:
     for path in map(Path, paths):
         if not path.is_file():
             continue  # jsonargparse names a missing file (or reads a YAML string)
-        try:
-            yaml.safe_load(path.read_text())
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: expected a YAML text file, found binary data") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(f"{path}: not valid YAML ({where}{problem})") from None
+        read_yaml(path, ConfigError)
 
 
 class _OneLineErrors:

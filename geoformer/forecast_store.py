@@ -48,8 +48,6 @@ def _stream_zarr(parts, n_times: int, init_times: np.ndarray, tmp: Path) -> dict
     sizes: dict[str, int] = {}
     for first, part in parts:
         if first == 0:
-            if part.sizes["time"] > n_times:
-                raise RuntimeError("more forecast parts than initial times")
             encoding = {v: {"dtype": "float32"} for v in part.data_vars}
             _template(part, init_times).to_zarr(tmp, mode="w", compute=False,
                                                 encoding=encoding, consolidated=True,

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..yamlfile import read_yaml
 from .tracks import TRACK_COLUMNS
 from .units import QUANTITY, column_unit, known_units, si_factor
 
@@ -276,13 +275,5 @@ def load_mapping(path) -> ImportMapping:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such mapping file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: expected a YAML text file, found binary data") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise ValueError(f"{path}: not valid YAML ({where}{problem})") from None
+    data = read_yaml(path)
     return mapping_from_dict({} if data is None else data, str(path), path.parent)
