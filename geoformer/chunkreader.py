@@ -1,8 +1,8 @@
 """One time step of a variable, read from a local zarr v2 training store as one chunk file.
 
-Hand-written because zarr-python 3 spends about 3 ms of its async machinery on every read
-call (measured on 2026-12-01: 3.4 ms for a 106 KB chunk of the Held-Suarez store, most of a
-training sample's cost), while the file read and the Blosc decode take a fraction of that.
+Hand-written because zarr-python 3 spends most of a read call in its async machinery: on
+2026-12-01, on an idle 2-core machine, ``zarr_array[i]`` of one 106 KB chunk of the
+Held-Suarez store took 1.2-2.0 ms and this reader 0.15 ms (200 reads each).
 It covers only the layout ``write_training_store`` writes (zarr v2, one chunk per time step
 holding all other dims, C order, codecs numcodecs knows); anything else is read by xarray.
 """
