@@ -124,7 +124,12 @@ class FluidDataModule(L.LightningDataModule):
                           generator=g if shuffle else None)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled, in an order set by (seed, epoch) alone, its position kept in the
+        checkpoints (a resumed fit retraces the uninterrupted one: :mod:`fluidgpt.resume`)."""
+        from .resume import training_loader
+
+        return training_loader(_Cases(self.batch(self.cases("train"))), self.batch_size,
+                               self.seed, self.trainer)
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.fold is None else self._loader("val", shuffle=False)

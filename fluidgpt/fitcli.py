@@ -17,7 +17,10 @@ stage), ``erosion.epochs`` / ``erosion.seconds``, ``runtime`` (workers, threads 
 and erosion runs), ``output`` and ``overwrite``.
 
 ``fit`` trains the model on every non-test case with the configured Trainer and saves
-``OUTPUT/<kind>.ckpt``; then, as before LightningCLI, the fold models (the same section, each
+``OUTPUT/<kind>.ckpt``; while it trains, ``OUTPUT/checkpoints/last.ckpt`` is rewritten every
+``checkpoint.every_seconds`` (60) or ``checkpoint.every_n_steps``, and a fit killed at any
+moment resumes with ``--ckpt_path OUTPUT/checkpoints/last.ckpt`` (no ``--overwrite``
+needed) to the weights of an uninterrupted one (:mod:`fluidgpt.resume`); then, as before LightningCLI, the fold models (the same section, each
 without its fold, rolling it out: ``<kind>_fold<k>.ckpt``) and the erosion model on their
 out-of-fold rollouts (``erosion.ckpt``), and the held-out scores (``scores.csv``). Every
 checkpoint loads with ``torch.load(path, weights_only=True)``. An output directory that
@@ -30,10 +33,12 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -59,12 +64,14 @@ from .datainfo import DataInfo, DataInfoCallback
 from .module import MODULES, ErosionModule, SequenceModule, StopAtThreshold
 from .modulebase import _FluidModule
 from .parsing import FluidArgumentParser, one_line_errors
+from .resume import RandomStates
 
 __all__ = ["FluidCLI", "run_fit", "TRAINER_DEFAULTS"]
 
-#: Trainer defaults of ``fluidgpt fit`` (any is overridden by ``--trainer.KEY``): no
-#: checkpoint callback (the command saves OUTPUT/<kind>.ckpt itself), quiet, and no sanity
-#: validation. The logger defaults to a CSVLogger under OUTPUT/logs/<split>/<kind>_final.
+#: Trainer defaults of ``fluidgpt fit`` (any is overridden by ``--trainer.KEY``): no default
+#: checkpoint callback (fit adds its own last.ckpt and saves OUTPUT/<kind>.ckpt itself),
+#: quiet, and no sanity validation. The logger defaults to a CSVLogger under
+#: OUTPUT/logs/<split>/<kind>_final.
 TRAINER_DEFAULTS: dict[str, Any] = {
     "enable_checkpointing": False, "enable_progress_bar": False,
     "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
@@ -112,7 +119,25 @@ class FluidCLI(LightningCLI):
             [] if plugins is None else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        if self.subcommand == "fit":
+            kwargs.update(self._resumable())
         return super().instantiate_trainer(**kwargs)
+
+    def _resumable(self) -> dict[str, Any]:
+        """Trainer arguments of a fit a crash cannot lose: OUTPUT/checkpoints/last.ckpt
+        written every ``checkpoint.every_n_steps`` optimiser steps (or every
+        ``checkpoint.every_seconds``), and the random states kept in it
+        (:mod:`fluidgpt.resume`); ``--ckpt_path OUTPUT/checkpoints/last.ckpt`` resumes."""
+        cfg = self._settings()
+        every = cfg.checkpoint.every_n_steps
+        timer = {"every_n_train_steps": every} if every else {
+            "train_time_interval": timedelta(seconds=cfg.checkpoint.every_seconds)}
+        last = ModelCheckpoint(dirpath=Path(cfg.output) / "checkpoints", save_top_k=0,
+                               save_last=True, **timer)
+        callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks")
+        callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else \
+            [] if callbacks is None else [callbacks]
+        return {"enable_checkpointing": True, "callbacks": [*callbacks, last, RandomStates()]}
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -144,6 +169,11 @@ class FluidCLI(LightningCLI):
                             help="parallel fold / erosion runs and their torch threads")
         parser.add_argument("--output", type=str, default="fluidgpt-output",
                             help="directory of the checkpoints, scores.csv and logs")
+        parser.add_argument("--checkpoint.every_n_steps", type=int | None, default=None,
+                            help="write OUTPUT/checkpoints/last.ckpt every this many optimiser "
+                                 "steps of the model's training (--ckpt_path resumes from it)")
+        parser.add_argument("--checkpoint.every_seconds", type=float, default=60.0,
+                            help="... or, without every_n_steps, every this many seconds")
         parser.add_argument("--overwrite", type=bool, default=False, nargs="?", const=True,
                             help="write into an output directory that is not empty (an "
                                  "earlier fit's files are replaced)")
@@ -172,10 +202,11 @@ class FluidCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._settings()
         out = Path(config.output)
-        if self.subcommand == "fit" and not config.overwrite and out.exists() and (
-                not out.is_dir() or any(out.iterdir())):
+        if self.subcommand == "fit" and not config.overwrite and not config.get(
+                "ckpt_path") and out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise FileExistsError(f"output {out} exists and is not an empty directory; pass "
-                                  "--overwrite to write into it")
+                                  "--overwrite to write into it (or --ckpt_path "
+                                  f"{out / 'checkpoints' / 'last.ckpt'} to resume)")
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = config.output
         if self.subcommand in ("validate", "test") and config.trainer.logger is None:
@@ -231,7 +262,9 @@ class FluidCLI(LightningCLI):
         seed = int(cfg.seed_everything)
         torch.manual_seed(seed)  # as every run of `fluidgpt compare`
         start = time.perf_counter()
-        trainer.fit(model, datamodule=dm, **kwargs)
+        with warnings.catch_warnings():  # the sampler resumes mid-epoch (fluidgpt.resume)
+            warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
+            trainer.fit(model, datamodule=dm, **kwargs)
         seconds = time.perf_counter() - start
         epochs = max(1, trainer.current_epoch)
         model.train_config = model.train_config.replace(max_epochs=epochs)

@@ -351,7 +351,8 @@ def save_dataset(ds: xr.Dataset, path) -> Path:
     validate(ds, erosion="erosion_rate" in ds)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == ".nc":
-        encoding = {name: {"zlib": True, "complevel": 5, "shuffle": True}
+        # Fletcher-32: a corrupted chunk is a read error, never wrong numbers
+        encoding = {name: {"zlib": True, "complevel": 5, "shuffle": True, "fletcher32": True}
                     for name, var in ds.variables.items()
                     if var.dtype.kind in "fiub" and var.ndim > 0}
         ds.to_netcdf(path, engine="netcdf4", encoding=encoding)
@@ -371,9 +372,15 @@ def write_dataset(ds: xr.Dataset, path, overwrite: bool = False) -> Path:
 
 
 def _to_zarr(ds: xr.Dataset, path: Path) -> None:
+    import zarr.codecs
+
     # Zarr v3 has a stable variable-length string type but not a fixed-width one.
     strings = {name: var.astype(object) for name, var in ds.variables.items()
                if var.dtype.kind == "U"}
-    ds.assign_coords(**{k: v for k, v in strings.items() if k in ds.coords}).assign(
-        **{k: v for k, v in strings.items() if k not in ds.coords}).to_zarr(
-        path, mode="w", consolidated=False)
+    ds = ds.assign_coords(**{k: v for k, v in strings.items() if k in ds.coords}).assign(
+        **{k: v for k, v in strings.items() if k not in ds.coords})
+    # zarr's default zstd frames carry no checksum (a flipped byte decodes to wrong numbers):
+    # a CRC32C on every chunk makes a corrupted one a read error
+    codecs = {"compressors": (zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec())}
+    ds.to_zarr(path, mode="w", consolidated=False,
+               encoding={str(name): dict(codecs) for name in ds.variables})

@@ -89,8 +89,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_climatology(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_zarr
     from .climatology import compute_climatology
-    from .data import atomic_write_zarr
     from .schema import SchemaError, open_dataset
 
     refuse_existing(args.output, overwrite=args.overwrite)
@@ -108,7 +108,7 @@ def cmd_climatology(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import atomic_write
+    from .atomic import atomic_write
     from .evaluation import evaluate
 
     refuse_existing(args.output, args.plot, overwrite=args.overwrite)
@@ -135,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .data import atomic_write
+    from .atomic import atomic_write
     from .evaluation import open_forecast
     from .forecast import parse_hours
     from .plots import has_land, map_title, plot_maps

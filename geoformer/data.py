@@ -20,7 +20,7 @@ import xarray as xr
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from .atomic import atomic_write, atomic_write_zarr
+from .atomic import atomic_write, atomic_write_zarr, checksummed
 from .checkpoints import STATISTICS_VERSION, check_format_version
 from .chunkreader import ChunkReader
 from .normalization import (
@@ -105,7 +105,8 @@ def load_statistics(store: str | Path, train: TimeRange, upper: Sequence[str],
         # writes remove each other's groups; the others use the (identical) values in memory
         return stats
     try:
-        stats.to_zarr(store, group="statistics", mode="w", zarr_format=2)
+        stats.to_zarr(store, group="statistics", mode="w", zarr_format=2,
+                      encoding=checksummed(stats))
     except OSError:  # a read-only store: use the statistics without caching them
         pass
     return stats

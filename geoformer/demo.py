@@ -69,8 +69,8 @@ def export_checkpoint(src: str | Path, dst: str | Path, overwrite: bool = True) 
     ``weights_only=True`` like any geoformer checkpoint."""
     import torch
 
+    from .atomic import atomic_write
     from .checkpoints import FORMAT_VERSION, load_checkpoint
-    from .data import atomic_write
 
     ckpt = load_checkpoint(src)  # refuses a version this release does not read
     slim = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version",

@@ -19,7 +19,7 @@ import xarray as xr
 
 from . import __version__
 from .aggregation import aggregated_rollout, plans
-from .data import atomic_write, atomic_write_zarr
+from .atomic import atomic_write, atomic_write_zarr, netcdf_checksums
 from .module import GeoFormerModule, load_module
 from .perturbation import PERTURBATIONS, ensemble_noise
 from .regrid import regrid_conservative
@@ -331,6 +331,7 @@ def write_forecast(ds: xr.Dataset, path: str | Path, overwrite: bool = False) ->
                   for d in ds.dims}
         return atomic_write_zarr(ds.chunk(chunks), path, overwrite=overwrite, encoding=encoding)
     if suffix in (".nc", ".nc4"):
-        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4"),
+        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4",
+                                                           encoding=netcdf_checksums(ds)),
                             overwrite=overwrite)
     raise ValueError(f"forecast output must end in .zarr or .nc, found {path.name!r}")

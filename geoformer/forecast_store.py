@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .atomic import atomic_write
+from .atomic import atomic_write, checksummed, netcdf_checksums
 from .forecast import iter_forecasts
 from .module import GeoFormerModule
 
@@ -48,8 +48,9 @@ def _stream_zarr(parts, n_times: int, init_times: np.ndarray, tmp: Path) -> dict
     sizes: dict[str, int] = {}
     for first, part in parts:
         if first == 0:
-            encoding = {v: {"dtype": "float32"} for v in part.data_vars}
-            _template(part, init_times).to_zarr(tmp, mode="w", compute=False,
+            template = _template(part, init_times)
+            encoding = checksummed(template, {v: {"dtype": "float32"} for v in part.data_vars})
+            template.to_zarr(tmp, mode="w", compute=False,
                                                 encoding=encoding, consolidated=True,
                                                 zarr_format=2)
             sizes = {**dict(part.sizes), "time": n_times}
@@ -86,7 +87,7 @@ def forecast_to_store(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormer
         try:
             sizes = _stream_zarr(parts, len(times), times, scratch)
             with xr.open_zarr(scratch, chunks={}) as ds:
-                ds.to_netcdf(tmp, engine="netcdf4")
+                ds.to_netcdf(tmp, engine="netcdf4", encoding=netcdf_checksums(ds))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

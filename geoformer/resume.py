@@ -9,7 +9,7 @@ Three things make a resumed run retrace the uninterrupted one:
 * :class:`RandomStates` saves the global random states (torch, CUDA, numpy, python) in the
   checkpoint and puts them back just before the first resumed batch, so dropout and any
   other draw continue where they stopped;
-* :class:`AtomicCheckpointIO` writes every checkpoint with :func:`geoformer.data.atomic_write`
+* :class:`AtomicCheckpointIO` writes every checkpoint with :func:`geoformer.atomic.atomic_write`
   (a reader never sees half a file) and reads them with ``weights_only=True``.
 """
 

@@ -190,7 +190,10 @@ from fluidgpt.cli import build_parser
 to_zarr = xr.Dataset.to_zarr
 
 def first_variable_then_killed(self, store, *args, **kwargs):
-    to_zarr(self[list(self.data_vars)[:1]], store, *args, **kwargs)
+    part = self[list(self.data_vars)[:1]]
+    kwargs["encoding"] = {k: v for k, v in (kwargs.get("encoding") or {}).items()
+                          if k in part.variables}
+    to_zarr(part, store, *args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
 
 xr.Dataset.to_zarr = first_variable_then_killed

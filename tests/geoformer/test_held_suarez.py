@@ -16,6 +16,7 @@ import pytest
 import xarray as xr
 import yaml
 
+import geoformer.atomic
 from geoformer.sources import held_suarez as hs
 
 RECIPE_YAML = Path(__file__).resolve().parents[2] / "datasets" / "held_suarez" / "recipe.yaml"
@@ -260,6 +261,7 @@ def test_store_round_trips_with_one_time_step_per_chunk(tmp_path, fake_simulatio
         assert ds.sizes["time"] == 4  # two appended blocks of 3 and 1
         for name in UPPER + SURFACE:
             assert ds[name].encoding["chunks"] == (1, *ds[name].shape[1:]), name
+            assert [f.codec_id for f in ds[name].encoding["filters"]] == ["crc32"], name
         assert ds.attrs["recipe_hash"] == hs.recipe_hash(recipe)
         # What was written is what the post-processing made.
         blocks = hs.cache._simulate_blocks(hs.resolve_recipe(recipe))
@@ -300,14 +302,14 @@ def test_failed_rebuild_keeps_the_previous_store(tmp_path, fake_simulation, monk
 
 def test_failed_swap_puts_the_previous_store_back(tmp_path, fake_simulation, monkeypatch):
     path = hs.build_held_suarez(tmp_path / "hs.zarr", small_recipe())
-    real_rename = os.rename
+    real_replace = os.replace
 
-    def rename(src, dst):
+    def replace(src, dst):
         if Path(src).name.startswith(".hs.zarr.tmp-") and Path(dst) == path:
             raise OSError("no space left on device")
-        return real_rename(src, dst)
+        return real_replace(src, dst)
 
-    monkeypatch.setattr(hs.cache.os, "rename", rename)
+    monkeypatch.setattr(geoformer.atomic.os, "replace", replace)  # the store's one writer
     with pytest.raises(OSError, match="no space"):
         hs.build_held_suarez(path, small_recipe(seed=3), overwrite=True)
     assert list(tmp_path.iterdir()) == [path]

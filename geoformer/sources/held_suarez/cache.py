@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
+from ...atomic import atomic_write, checksummed
 from .postprocess import _global_attrs, to_pressure_dataset
 from .recipe import DEFAULT_RECIPE, _check_simulation, recipe_hash, resolve_recipe
 from .simulation import _dinosaur_version, _simulate_blocks
@@ -77,14 +76,7 @@ def build_held_suarez(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        _write_store(tmp, recipe)
-        _move_into_place(tmp, path, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: _write_store(tmp, recipe), overwrite=overwrite)
 
 
 def _write_store(tmp: Path, recipe: dict) -> None:
@@ -93,7 +85,7 @@ def _write_store(tmp: Path, recipe: dict) -> None:
     for index, fields in enumerate(_simulate_blocks(recipe)):
         ds = to_pressure_dataset(fields, attrs=attrs)
         if index == 0:
-            ds.to_zarr(tmp, mode="w-", encoding=_encoding(ds), **_ZARR)
+            ds.to_zarr(tmp, mode="w-", encoding=checksummed(ds, _encoding(ds)), **_ZARR)
         else:
             # Statics and the fixed coordinates were written with the first block.
             ds = ds.drop_vars([n for n, v in ds.variables.items() if "time" not in v.dims])
@@ -117,24 +109,6 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict]:
         "dtype": "int64",
     }
     return encoding
-
-
-def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Rename ``tmp`` to ``path``; an old store at ``path`` is removed only after the swap."""
-    old = None
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} appeared while building; not replacing it")
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(path, old)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        if old is not None:  # put the previous store back
-            os.rename(old, path)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _store_hash(path: Path) -> str | None:
