@@ -20,12 +20,13 @@ and erosion runs), ``output`` and ``overwrite``.
 ``OUTPUT/<kind>.ckpt``; while it trains, ``OUTPUT/checkpoints/last.ckpt`` is rewritten every
 ``checkpoint.every_seconds`` (60) or ``checkpoint.every_n_steps``, and a fit killed at any
 moment resumes with ``--ckpt_path OUTPUT/checkpoints/last.ckpt`` (no ``--overwrite``
-needed) to the weights of an uninterrupted one (:mod:`fluidgpt.resume`); then, as before LightningCLI, the fold models (the same section, each
-without its fold, rolling it out: ``<kind>_fold<k>.ckpt``) and the erosion model on their
-out-of-fold rollouts (``erosion.ckpt``), and the held-out scores (``scores.csv``). Every
-checkpoint loads with ``torch.load(path, weights_only=True)``. An output directory that
-exists and is not empty is refused before anything is read unless ``--overwrite``; a fit
-that fails removes what it wrote into a new or empty one.
+needed) to the weights of an uninterrupted one (:mod:`fluidgpt.resume`); then, as before
+LightningCLI, the fold models (the same section, each without its fold, rolling it out:
+``<kind>_fold<k>.ckpt``) and the erosion model on their out-of-fold rollouts
+(``erosion.ckpt``), and the held-out scores (``scores.csv``). Every checkpoint loads with
+``torch.load(path, weights_only=True)``. An output directory that exists and is not empty
+is refused before anything is read unless ``--overwrite``; a fit that fails removes what
+it wrote into a new or empty one.
 """
 
 from __future__ import annotations
