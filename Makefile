@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 EXTRAS := dev,plot,grib,simulation,tables
 
-.PHONY: install demo test test-fast lint clean fluidgpt-sample fluidgpt-dataset openfoam pretrained
+.PHONY: install demo test test-fast lint bench clean fluidgpt-sample fluidgpt-dataset openfoam pretrained
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check geoformer fluidgpt tests
+
+# The benchmark suite (docs/benchmarks.md), side by side with NVIDIA physicsnemo's Pangu: run
+# it alone on the machine (about half an hour on 2 cores); JSON lines go to bench.jsonl.
+bench: install
+	$(PY) -m pip install --quiet "nvidia-physicsnemo>=2.2"
+	$(PY) experiments/benchmarks/run.py --output bench.jsonl
 
 # The fluidgpt datasets need OpenFOAM (Debian's openfoam package, GPL, installed as root).
 openfoam:

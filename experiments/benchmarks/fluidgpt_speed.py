@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import torch
 from timing import time_call
@@ -43,6 +44,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--models", default="paper,fluidgpt,paper-lstm,paper-bilstm")
+    p.add_argument("--epoch-cases", type=int, default=160,
+                   help="cases of one training epoch (the shipped sample: 160): its seconds "
+                        "are reported as the measured step time x the batches it takes")
     a = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
@@ -85,6 +89,8 @@ def measure(name: str, a: argparse.Namespace, device: str, autocast, timed) -> d
     row = {"model": name, "device": device, "precision": a.precision, "batch": B,
            "steps": T, "particles": P, "parameters": sum(x.numel() for x in model.parameters())}
     row["train_step_s"], row["train_step_peak_gib"] = timed(step)
+    row["epoch_cases"] = a.epoch_cases
+    row["epoch_s"] = round(row["train_step_s"] * math.ceil(a.epoch_cases / B), 4)
     model.eval()
     with torch.no_grad(), autocast:
         if gpt:

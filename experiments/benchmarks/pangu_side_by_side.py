@@ -1,0 +1,212 @@
+"""geoformer and NVIDIA physicsnemo's Pangu side by side, in one process: prints JSON lines
+and a table, asserts nothing. Run it alone (nothing else on the machine):
+
+    .venv/bin/python experiments/benchmarks/pangu_side_by_side.py [--repeats 5] [--no-memory]
+
+Both networks at 1.5 deg (121 x 240, 13 levels), window 2 x 6 x 10 (so neither pads
+longitude), the same layer sizes (30,144,009 parameters each), batch 1, fp32, on the CPU
+with torch's default threads. Timed calls alternate between the two (the order flips every
+round), one warm-up round first; the figures are medians. Measured:
+
+* forward (inference, no_grad) and training step (forward, L1 loss, backward, AdamW);
+* the arithmetic of one forward, counted by ``torch.utils.flop_counter`` on the explicit
+  attention of both networks, and the forward's achieved FLOP/s as a fraction of this
+  machine's fp32 matmul rate (median ``torch.mm`` of 4096 x 4096 matrices, same threads);
+* with memory on (default): the peak resident memory of a geoformer training step with and
+  without activation checkpointing, and of physicsnemo's, each in a fresh process (its
+  ``VmHWM``, and the increase over the resident memory just before the first step).
+
+physicsnemo is installed by ``make bench`` (``pip install nvidia-physicsnemo``); without it
+only geoformer's rows are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+GRID, WINDOW = (121, 240), (2, 6, 10)
+
+
+def _geoformer(**overrides):
+    from geoformer import GeoFormer, GeoFormerConfig
+
+    return GeoFormer(GeoFormerConfig.from_preset("pangu-1.5", **overrides))
+
+
+def _physicsnemo():
+    try:
+        from physicsnemo.models.pangu import Pangu
+    except ImportError:
+        return None
+    return Pangu(img_size=GRID, window_size=WINDOW)
+
+
+def _has_physicsnemo() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("physicsnemo") is not None
+
+
+def _inputs() -> dict[str, tuple[torch.Tensor, ...]]:
+    g = torch.Generator().manual_seed(0)
+    upper = torch.randn(1, 5, 13, *GRID, generator=g)
+    surface = torch.randn(1, 4, *GRID, generator=g)
+    constants = torch.randn(1, 3, *GRID, generator=g)
+    # physicsnemo takes one tensor: surface, the three constant masks, then upper air
+    stacked = torch.cat([surface, constants, upper.flatten(1, 2)], dim=1)
+    return {"geoformer": (upper, surface), "physicsnemo": (stacked,)}
+
+
+def _step_fn(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        out = model(*args)
+        loss = sum(o.abs().mean() for o in out)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def _forward_fn(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+    def forward() -> None:
+        with torch.no_grad():
+            model(*args)
+    return forward
+
+
+def _alternate(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call, alternating between the functions (one warm-up round)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats + 1):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            fns[name]()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def matmul_rate(repeats: int = 7, n: int = 4096) -> float:
+    """The machine's fp32 matmul rate, FLOP/s: median of ``torch.mm`` on n x n matrices."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        seconds.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(seconds)
+
+
+def forward_flops() -> dict[str, int]:
+    """FLOPs of one forward, counted on the explicit attention (the SDPA kernel's count
+    leaves out the bias), for both networks."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs, out = _inputs(), {}
+    for name, model in (("geoformer", _geoformer(attention="reference")),
+                        ("physicsnemo", _physicsnemo())):
+        if model is None:
+            continue
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(*inputs[name])
+        out[name] = int(counter.get_total_flops())
+    return out
+
+
+def _status_mib(key: str) -> float:
+    """A memory figure of this process from /proc/self/status, MiB. VmHWM, the peak
+    resident set of this program's address space, starts afresh at exec (ru_maxrss would
+    carry over the parent's peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def _memory_child(kind: str) -> None:
+    model = _physicsnemo() if kind == "physicsnemo" else _geoformer(
+        checkpoint_activations=kind == "geoformer-checkpointed")
+    args = _inputs()["physicsnemo" if kind == "physicsnemo" else "geoformer"]
+    step = _step_fn(model.train(), args)
+    before = _status_mib("VmRSS")
+    step()
+    step()
+    peak = _status_mib("VmHWM")
+    print(json.dumps({"bench": "train_step_memory", "model": kind, "peak_rss_mib": round(peak, 1),
+                      "step_increase_mib": round(peak - before, 1)}))
+
+
+def _memory(kinds: list[str]) -> list[dict]:
+    rows = []
+    for kind in kinds:
+        done = subprocess.run([sys.executable, __file__, "--memory-child", kind],
+                              capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.memory_child:
+        return _memory_child(a.memory_child)
+    threads = torch.get_num_threads()
+    memory = [] if a.no_memory else _memory(
+        ["geoformer", "geoformer-checkpointed", *(["physicsnemo"] if _has_physicsnemo() else [])])
+    rate = matmul_rate()
+    print(json.dumps({"bench": "matmul", "n": 4096, "threads": threads,
+                      "gflop_per_s": round(rate / 1e9, 1)}), flush=True)
+    flops = forward_flops()
+    inputs = _inputs()
+    models = {"geoformer": _geoformer()}
+    if (pn := _physicsnemo()) is not None:
+        models["physicsnemo"] = pn
+    rows = []
+    for bench, make in (("forward", _forward_fn), ("train_step", _step_fn)):
+        fns = {name: make(m.train(bench == "train_step"), inputs[name])
+               for name, m in models.items()}
+        for name, seconds in _alternate(fns, a.repeats).items():
+            row = {"bench": bench, "model": name, "grid": list(GRID), "window": list(WINDOW),
+                   "threads": threads, "median_s": round(statistics.median(seconds), 4),
+                   "runs_s": [round(s, 4) for s in seconds]}
+            if bench == "forward" and name in flops:
+                row["gflop"] = round(flops[name] / 1e9, 2)
+                row["fraction_of_matmul_rate"] = round(flops[name] / row["median_s"] / rate, 3)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\nfp32 matmul rate: {rate / 1e9:.1f} GFLOP/s ({threads} threads)")
+    print(f"{'bench':<11} {'model':<12} {'median s':>9} {'GFLOP':>7} {'of matmul':>9}")
+    median = {(r["bench"], r["model"]): r["median_s"] for r in rows}
+    for r in rows:
+        share = f"{r['fraction_of_matmul_rate']:.0%}" if "gflop" in r else ""
+        print(f"{r['bench']:<11} {r['model']:<12} {r['median_s']:>9.3f} "
+              f"{r.get('gflop', ''):>7} {share:>9}")
+    for bench in ("forward", "train_step"):
+        if (bench, "physicsnemo") in median:
+            ratio = median[bench, "geoformer"] / median[bench, "physicsnemo"]
+            print(json.dumps({"bench": f"{bench}_ratio", "geoformer_over_physicsnemo":
+                              round(ratio, 3)}))
+    for r in memory:
+        print(f"train step memory {r['model']:<23} peak {r['peak_rss_mib']:>8.0f} MiB, "
+              f"step {r['step_increase_mib']:>7.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
