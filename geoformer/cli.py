@@ -79,7 +79,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         lead_time=args.lead_time, every=args.every, batch_size=args.batch_size,
         device=args.device, notes=notes, members=args.members,
         perturbation=args.perturbation, perturbation_scale=args.perturbation_scale,
-        seed=args.seed)
+        seed=args.seed, compile=args.compile)
     for note in notes:
         print(f"note: {note}")
     print(f"forecast: {path} ({sizes['time']} initial time(s), "
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--every", help="output interval (default: the lead time only)")
     fc.add_argument("--output", required=True, help="forecast store (.zarr or .nc)")
     fc.add_argument("--batch-size", type=int, default=1)
+    fc.add_argument("--compile", action="store_true",
+                    help="run the networks through torch.compile (minutes of compiling, then "
+                         "faster calls: worth it for many initial times)")
     fc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     fc.add_argument("--overwrite", action="store_true")
     fc.add_argument("--members", type=int, default=1,

@@ -154,13 +154,15 @@ def iter_forecasts(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerMod
                    batch_size: int = 1, device: str | None = None,
                    notes: list[str] | None = None, members: int = 1,
                    perturbation: str = "perlin", perturbation_scale: float = 0.2,
-                   seed: int = 0) -> Iterator[tuple[int, xr.Dataset]]:
+                   seed: int = 0, compile: bool = False) -> Iterator[tuple[int, xr.Dataset]]:
     """:func:`forecast`, a few initial times at a time: yields (index of the first initial
     time, its forecast Dataset). Each part holds as many initial times as one model call
     takes (``batch_size`` states, at least one initial time with all its members), so
     memory is bounded by one part whatever the number of initial times. Everything that
     can be refused (checkpoints, lead times, variables, missing initial times) is refused
-    before the first part is computed; a NaN initial state, when its part is read."""
+    before the first part is computed; a NaN initial state, when its part is read.
+    ``compile``: run the networks through ``torch.compile`` (minutes of compiling first,
+    then about a fifth less time per call on a CPU; float-noise differences only)."""
     notes = [] if notes is None else notes
     models = dict(checkpoints) if isinstance(checkpoints, Mapping) else load_models(checkpoints)
     named = [(getattr(m, "checkpoint_path", f"the {h} h model"), m) for h, m in models.items()]
@@ -185,6 +187,8 @@ def iter_forecasts(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerMod
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for m in models.values():
         m.to(device).eval()
+        if compile:
+            m.net.compile()  # in place: the state dict keeps its keys
     c = reference.config
     steps = {h: m.forecast_step for h, m in models.items()}
     per_init = members * selection.sizes.get("number", 1)
@@ -206,7 +210,7 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
              batch_size: int = 1, device: str | None = None,
              notes: list[str] | None = None, members: int = 1,
              perturbation: str = "perlin", perturbation_scale: float = 0.2,
-             seed: int = 0) -> xr.Dataset:
+             seed: int = 0, compile: bool = False) -> xr.Dataset:
     """Forecast from each initial time out to ``lead_time``, every ``every`` hours, in
     memory (:func:`geoformer.forecast_store.forecast_to_store` streams to a store instead).
 
@@ -218,7 +222,8 @@ def forecast(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerModule],
     parts = [part for _, part in iter_forecasts(
         checkpoints, data, init_times, lead_time=lead_time, every=every,
         batch_size=batch_size, device=device, notes=notes, members=members,
-        perturbation=perturbation, perturbation_scale=perturbation_scale, seed=seed)]
+        perturbation=perturbation, perturbation_scale=perturbation_scale, seed=seed,
+        compile=compile)]
     if len(parts) == 1:
         return parts[0]
     return xr.concat(parts, dim="time", data_vars="minimal", coords="minimal",

@@ -66,7 +66,7 @@ def forecast_to_store(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormer
                       **options: Any) -> tuple[Path, dict[str, int]]:
     """:func:`geoformer.forecast.forecast` written to ``path`` (.zarr or .nc) as it is
     computed; ``options`` are forecast()'s (lead_time, every, batch_size, device, notes,
-    members, perturbation, perturbation_scale, seed). Returns the path and the forecast's
+    members, perturbation, perturbation_scale, seed, compile). Returns the path and the forecast's
     sizes. The result equals ``write_forecast(forecast(...), path)``."""
     path = Path(path)
     suffix = path.suffix.lower()

@@ -8,7 +8,8 @@ longitude), the same layer sizes (30,144,009 parameters each), batch 1, fp32, on
 with torch's default threads. Timed calls alternate between the two (the order flips every
 round), one warm-up round first; the figures are medians. Measured:
 
-* forward (inference, no_grad) and training step (forward, L1 loss, backward, AdamW);
+* forward (inference, no_grad) and training step (forward, L1 loss, backward, AdamW), of
+  geoformer as it is and through ``torch.compile`` (its compiling is the warm-up round);
 * the arithmetic of one forward, counted by ``torch.utils.flop_counter`` on the explicit
   attention of both networks, and the forward's achieved FLOP/s as a fraction of this
   machine's fp32 matmul rate (median ``torch.mm`` of 4096 x 4096 matrices, same threads);
@@ -163,6 +164,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--no-compile", action="store_true",
+                   help="leave out the torch.compile'd geoformer (its compiling takes minutes)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.memory_child:
@@ -176,6 +179,10 @@ def main() -> None:
     flops = forward_flops()
     inputs = _inputs()
     models = {"geoformer": _geoformer()}
+    if not a.no_compile:  # the same network through torch.compile (`forecast --compile`)
+        models["geoformer-compiled"] = _geoformer()
+        models["geoformer-compiled"].load_state_dict(models["geoformer"].state_dict())
+        models["geoformer-compiled"].compile()
     if (pn := _physicsnemo()) is not None:
         models["physicsnemo"] = pn
     rows = []
@@ -186,23 +193,25 @@ def main() -> None:
             row = {"bench": bench, "model": name, "grid": list(GRID), "window": list(WINDOW),
                    "threads": threads, "median_s": round(statistics.median(seconds), 4),
                    "runs_s": [round(s, 4) for s in seconds]}
-            if bench == "forward" and name in flops:
-                row["gflop"] = round(flops[name] / 1e9, 2)
-                row["fraction_of_matmul_rate"] = round(flops[name] / row["median_s"] / rate, 3)
+            counted = flops.get(name.removesuffix("-compiled"))
+            if bench == "forward" and counted:
+                row["gflop"] = round(counted / 1e9, 2)
+                row["fraction_of_matmul_rate"] = round(counted / row["median_s"] / rate, 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\nfp32 matmul rate: {rate / 1e9:.1f} GFLOP/s ({threads} threads)")
-    print(f"{'bench':<11} {'model':<12} {'median s':>9} {'GFLOP':>7} {'of matmul':>9}")
+    print(f"{'bench':<11} {'model':<19} {'median s':>9} {'GFLOP':>7} {'of matmul':>9}")
     median = {(r["bench"], r["model"]): r["median_s"] for r in rows}
     for r in rows:
         share = f"{r['fraction_of_matmul_rate']:.0%}" if "gflop" in r else ""
-        print(f"{r['bench']:<11} {r['model']:<12} {r['median_s']:>9.3f} "
+        print(f"{r['bench']:<11} {r['model']:<19} {r['median_s']:>9.3f} "
               f"{r.get('gflop', ''):>7} {share:>9}")
     for bench in ("forward", "train_step"):
-        if (bench, "physicsnemo") in median:
-            ratio = median[bench, "geoformer"] / median[bench, "physicsnemo"]
-            print(json.dumps({"bench": f"{bench}_ratio", "geoformer_over_physicsnemo":
-                              round(ratio, 3)}))
+        for ours in ("geoformer", "geoformer-compiled"):
+            if (bench, "physicsnemo") in median and (bench, ours) in median:
+                ratio = median[bench, ours] / median[bench, "physicsnemo"]
+                print(json.dumps({"bench": f"{bench}_ratio", "model": ours,
+                                  "geoformer_over_physicsnemo": round(ratio, 3)}))
     for r in memory:
         print(f"train step memory {r['model']:<23} peak {r['peak_rss_mib']:>8.0f} MiB, "
               f"step {r['step_increase_mib']:>7.0f} MiB")

@@ -102,3 +102,17 @@ def test_a_failure_midway_leaves_nothing_and_keeps_the_previous_store(setup, tmp
                           overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fc.zarr"]
     xr.testing.assert_identical(_open(path), before)
+
+
+@pytest.mark.slow
+def test_a_compiled_forecast_equals_the_eager_one_to_float_noise(setup, tmp_path):
+    ds, models = setup
+    inits = ds.time.values[:2]
+    expected = forecast({6: models[6]}, ds, inits, lead_time="12h", every="6h")
+    compiled = {6: tiny_module(ds, 6, seed=2).eval()}
+    compiled[6].load_state_dict(models[6].state_dict())
+    path, _ = forecast_to_store(compiled, ds, inits, tmp_path / "fc.zarr", lead_time="12h",
+                                every="6h", compile=True)
+    assert compiled[6].net._compiled_call_impl is not None
+    xr.testing.assert_allclose(_open(path).drop_attrs(), expected.drop_attrs(),
+                               rtol=1e-4, atol=1e-4)
