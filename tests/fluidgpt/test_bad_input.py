@@ -346,7 +346,7 @@ def fit_into_a_non_empty_output(tmp, gpt):
 def fit_on_a_missing_dataset(tmp, gpt):
     return (["fit", "--config", str(EXPERIMENTS / "fit.yaml"),
              f"--data.path={tmp / 'none.zarr'}", f"--output={tmp / 'run'}"],
-            ["none.zarr"], tmp / "run")
+            ["none.zarr: no such dataset"], tmp / "run")
 
 
 @case
@@ -458,3 +458,17 @@ def test_a_failed_fit_leaves_nothing_in_a_new_or_empty_output(tmp_path, capsys, 
     assert main([*argv, "--overwrite"]) == 2
     assert "stage two refused" in capsys.readouterr().err
     assert (run / "notes.txt").read_text() == "mine" and (run / "gpt.ckpt").is_file()
+
+
+def test_a_multi_line_message_is_joined_into_one_line(capsys, monkeypatch):
+    import fluidgpt.cli as cli
+    from fluidgpt.cli import main
+
+    def raise_two_lines(args):
+        raise ValueError("x: first\n  second")
+
+    monkeypatch.setattr(cli, "cmd_predict", raise_two_lines)
+    code = main(["predict", "--checkpoint", "a.ckpt", "--conditions", "a=1", "--output",
+                 "p.zarr"])
+    assert code == 2
+    assert capsys.readouterr().err == "fluidgpt predict: error: x: first second\n"

@@ -176,7 +176,8 @@ def truncated_netcdf(tmp, shared):
     shared["ds"].to_netcdf(tmp / "whole.nc", engine="netcdf4")
     data = (tmp / "whole.nc").read_bytes()
     (tmp / "cut.nc").write_bytes(data[: len(data) * 3 // 4])
-    return _convert(tmp, tmp / "cut.nc"), [f"{tmp / 'cut.nc'}"], tmp / "out.zarr"
+    return (_convert(tmp, tmp / "cut.nc"), [f"{tmp / 'cut.nc'}", "could not open"],
+            tmp / "out.zarr")
 
 
 @case
@@ -362,8 +363,18 @@ def _existing(path: Path) -> Path:
 
 @case
 def convert_over_an_existing_store(tmp, shared):
+    # the input is missing too: the existing output must be refused before anything is read
     out = _existing(tmp / "out.zarr")
-    return _convert(tmp, shared["data"]), [f"{out} exists; pass --overwrite"], out
+    return _convert(tmp, tmp / "none.zarr"), [f"{out} exists; pass --overwrite"], out
+
+
+@case
+def climatology_of_a_store_with_a_garbage_chunk(tmp, shared):
+    # fails while computing: the atomic writer must leave nothing at the output path
+    store = _garbage_chunk(tmp, shared)
+    return (["climatology", "--input", str(store), "--output", str(tmp / "c.zarr"),
+             "--kind", "time_mean"], [f"{store}: could not read variable 'temperature'"],
+            tmp / "c.zarr")
 
 
 @case
@@ -513,3 +524,13 @@ def test_one_line_on_the_real_stderr(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "payload.ckpt: not a geoformer checkpoint" in lines[0], lines
     assert not (tmp_path / "ran").exists() and not (tmp_path / "out.zarr").exists()
+
+
+def test_a_multi_line_message_is_joined_into_one_line(capsys):
+    from geoformer.errors import guarded
+
+    def run():
+        raise ValueError("x: first\n  second")
+
+    assert guarded(run, "geoformer convert") == 2
+    assert capsys.readouterr().err == "geoformer convert: x: first second\n"
