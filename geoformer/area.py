@@ -100,4 +100,6 @@ def select_region(x: Data, region: str = "global") -> tuple[Data, xr.DataArray]:
     """
     weights = latitude_weights(x["latitude"])
     keep = region_mask(x["latitude"], region).values
+    if keep.all():  # the whole grid: no copy of x
+        return x, weights
     return x.isel(latitude=keep), weights.isel(latitude=keep)

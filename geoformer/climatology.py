@@ -56,29 +56,103 @@ def _dayofyear_hour_climatology(ds: xr.Dataset, window_days: int) -> xr.Dataset:
     if window_days < 1 or window_days % 2 == 0:
         raise ValueError(f"window_days must be a positive odd number, got {window_days}")
     days = np.arange(1, 367)
-    per_hour = []
     hours = np.unique(ds["time"].dt.hour.values)
+    if not ds.chunks:  # lazily indexed or in memory
+        return _numpy_climatology(ds, days, hours, (window_days - 1) // 2)
+    per_hour = []
     for hour in hours:
         at_hour = ds.isel(time=(ds["time"].dt.hour == hour).values)
         daily = at_hour.groupby("time.dayofyear").mean("time").reindex(dayofyear=days)
-        if daily.chunks:  # dask: one chunk per day, and per filled day, would make each
-            daily = daily.chunk({"dayofyear": -1})  # roll of the window 366 tasks a field
+        # dask: one chunk per day, and per filled day, would make each roll of the window
+        daily = daily.chunk({"dayofyear": -1})  # 366 tasks a field
         per_hour.append(_smooth_over_days(daily, window_days))
     clim = xr.concat(per_hour, dim=pd.Index(hours, name="hour"))
     return clim.transpose("dayofyear", "hour", ...)
 
 
+def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
+                       half: int) -> xr.Dataset:
+    """``_dayofyear_hour_climatology`` of numpy data, the same numbers as the xarray path
+    (groupby mean, reindex, triangular mean, concat of the hours), written out: xarray
+    without flox reduces the 366 groups one Dataset at a time and concatenates them, which
+    made the climatology the slowest step of ``evaluate``. Each hour of day is read once;
+    the daily means of every hour are smoothed together (per column, so the same)."""
+    daily = {name: np.full((days.size, hours.size, *(da.sizes[d] for d in da.dims
+                                                      if d != "time")), np.nan, da.dtype)
+             for name, da in ds.data_vars.items()}
+    at = {int(d): i for i, d in enumerate(days)}
+    for j, hour in enumerate(hours):
+        at_hour = ds.isel(time=(ds["time"].dt.hour == hour).values).load()
+        doy = at_hour["time"].dt.dayofyear.values
+        groups = [(at[int(d)], np.flatnonzero(doy == d)) for d in np.unique(doy)]
+        for name, da in at_hour.data_vars.items():
+            x = da.transpose("time", ...).values
+            _daily_means(x, groups, daily[name][:, j])
+    out = {}
+    for name, da in ds.data_vars.items():
+        dims = ("dayofyear", "hour", *(d for d in da.dims if d != "time"))
+        out[name] = xr.Variable(dims, _triangular_mean(daily.pop(name), half, axis=0),
+                                attrs=da.attrs)
+    coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims}
+    return xr.Dataset(out, coords={**coords, "dayofyear": days, "hour": hours})
+
+
+def _daily_means(x: np.ndarray, groups: list, out: np.ndarray) -> None:
+    """The NaN-skipping mean over axis 0 of ``x[index]`` into ``out[day]`` for each (day,
+    index) of ``groups``, as xarray's groupby mean computes it (sum in the dtype of x,
+    divided in float64); NaN where a point has no value."""
+    complete = not np.isnan(x).any()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for day, index in groups:
+            if complete:  # the same numbers, fewer passes
+                out[day] = x[index].sum(axis=0, dtype=x.dtype) / np.float64(index.size)
+            else:
+                block = x[index]
+                valid = ~np.isnan(block)
+                total = np.where(valid, block, 0).sum(axis=0, dtype=x.dtype)
+                out[day] = total / valid.sum(axis=0)
+
+
 def _smooth_over_days(daily: xr.Dataset, window_days: int) -> xr.Dataset:
     """Triangular, cyclic, NaN-skipping weighted mean along dayofyear (length 366)."""
     half = (window_days - 1) // 2
-    total, weight_sum = 0.0, 0.0
-    for offset in range(-half, half + 1):
-        weight = half + 1 - abs(offset)
-        shifted = daily.roll(dayofyear=-offset)  # shifted[d] = daily[d + offset], cyclic
-        shifted = shifted.assign_coords(dayofyear=daily["dayofyear"])
-        total = total + weight * shifted.fillna(0.0)
-        weight_sum = weight_sum + weight * shifted.notnull()
-    return total / weight_sum.where(weight_sum > 0)
+    return xr.apply_ufunc(_triangular_mean, daily, kwargs={"half": half},
+                          input_core_dims=[["dayofyear"]], output_core_dims=[["dayofyear"]],
+                          dask="parallelized", output_dtypes=[np.float64], keep_attrs=True)
+
+
+def _triangular_mean(values: np.ndarray, half: int, axis: int = -1) -> np.ndarray:
+    """``_smooth_over_days`` on an axis (the days) of a numpy array: for each day d, the sum over
+    offsets k = -half..half of (half + 1 - |k|) x[d + k] (cyclic; NaN counted as 0), in
+    that order and in the dtype of x, divided (in float64) by the sum of the weights of the
+    non-NaN terms; NaN where there is none. In place, a block of columns at a time (so the
+    buffers stay in cache): a roll, a fillna, a product and a sum of whole Datasets per
+    offset made this the slowest step of ``evaluate``; the numbers are the same."""
+    x = np.moveaxis(values, axis, 0)  # days first: each shift is two contiguous slices
+    n, shape = x.shape[0], x.shape
+    x = x.reshape(n, -1)
+    valid = ~np.isnan(x)
+    if valid.size and (valid.all(axis=1) == valid.any(axis=1)).all():
+        valid = valid[:, :1]  # the gaps are whole days: one weight sum for every column
+    weight_sum = np.zeros(valid.shape, dtype=np.float64)
+    shifts = [(half + 1 - abs(offset), offset % n) for offset in range(-half, half + 1)]
+    for weight, k in shifts:  # shifted[d] = x[(d + offset) % n], k = offset % n
+        weight_sum[:n - k] += weight * valid[k:]
+        weight_sum[n - k:] += weight * valid[:k]
+    weight_sum[weight_sum == 0] = np.nan
+    mean = np.empty(x.shape, dtype=np.result_type(x.dtype, np.float64))
+    width = max(1, 2**18 // max(n, 1))
+    for first in range(0, x.shape[1], width):
+        cols = slice(first, first + width)
+        filled = np.where(np.isnan(x[:, cols]), 0, x[:, cols])
+        total, term = np.zeros_like(filled), np.empty_like(filled)
+        for weight, k in shifts:
+            np.multiply(filled[k:], weight, out=term[:n - k])
+            np.multiply(filled[:k], weight, out=term[n - k:])
+            np.add(total, term, out=total)
+        np.divide(total, weight_sum if weight_sum.shape[1] == 1 else weight_sum[:, cols],
+                  out=mean[:, cols])
+    return np.moveaxis(mean.reshape(shape), 0, axis)
 
 
 def climatology_at(climatology: xr.Dataset, valid_times) -> xr.Dataset:

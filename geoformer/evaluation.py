@@ -7,6 +7,7 @@ damped persistence fitted on a training period) by the same metric code.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import xarray as xr
 
 from .climatology import compute_climatology
 from .references import (
+    _at_times,
     climatology_forecast,
     damped_persistence,
     fit_damped_persistence,
@@ -26,6 +28,8 @@ from .scores import check_valid_times, score_table
 __all__ = ["REFERENCES", "evaluate", "open_forecast"]
 
 REFERENCES = ("persistence", "climatology", "damped_persistence")
+#: initial times scored at a time: memory holds this many, times the truth of 10 days or so
+INIT_BLOCK = 16
 
 
 def _open(data: xr.Dataset | str | Path) -> xr.Dataset:
@@ -51,9 +55,11 @@ def open_forecast(forecast: xr.Dataset | str | Path) -> xr.Dataset:
 def _check_finite(truth: xr.Dataset, times: pd.DatetimeIndex, source: str) -> None:
     """NaN or inf in the truth at a scored time would give empty scores (persistence starts
     from the initial times): name the variable and the first such time."""
-    at = truth.sel(time=times)
-    for name, da in at.data_vars.items():
-        bad = (~np.isfinite(da)).any([d for d in da.dims if d != "time"]).values
+    for name in truth.data_vars:
+        bad = np.concatenate([  # a few hundred times at a time: the truth is never all read
+            (~np.isfinite(da)).any([d for d in da.dims if d != "time"]).values
+            for da in (truth[name].sel(time=times[i:i + 256]) for i in range(0, len(times), 256))
+        ]) if len(times) else np.zeros(0, bool)
         if bad.any():
             raise SchemaError(f"{source}: variable {name!r} has NaN or infinite values at "
                               f"{bad.sum()} scored time(s), the first {pd.Timestamp(times[bad][0])}"
@@ -78,7 +84,8 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
              train_period: Sequence[str] | None = None, climatology_kind: str = "dayofyear_hour",
              regions: Sequence[str] = ("global",), max_fit_times: int | None = 730,
              spectra: bool = False, allow_missing_valid_times: bool = False,
-             notes: list[str] | None = None) -> pd.DataFrame:
+             notes: list[str] | None = None, init_block: int | None = INIT_BLOCK
+             ) -> pd.DataFrame:
     """Score the forecast and the reference forecasts against the truth.
 
     The climatology (for ACC and the climatology / damped persistence references) is read
@@ -93,6 +100,10 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     A truth that lacks the valid time of some (init, lead) pair is refused unless
     ``allow_missing_valid_times`` (then ``notes`` says per lead how many init times were
     scored); NaN or inf in the truth at a scored time is refused.
+
+    Streamed: the forecast is read, and the reference forecasts made, ``init_block``
+    initial times and one lead at a time (``score_table``), so memory does not grow with
+    the number of initial times; None scores all of them at once (the same numbers).
     """
     unknown = sorted(set(references) - set(REFERENCES))
     if unknown:
@@ -133,11 +144,14 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     inits, leads = fc["time"].values, pd.to_timedelta(fc["prediction_timedelta"].values)
     if train is not None:
         _check_no_overlap(inits, leads, train)
-    forecasts = {"model": fc}
+    # the references are made from the truth block by block, inside score_table
+    forecasts: dict = {"model": fc}
+    if {"persistence", "damped_persistence"} & set(references):
+        _at_times(truth, inits, "truth")  # they start from the initial times: all there?
     if "persistence" in references:
-        forecasts["persistence"] = persistence(truth, inits, leads)
+        forecasts["persistence"] = persistence
     if "climatology" in references:
-        forecasts["climatology"] = climatology_forecast(clim, inits, leads, like=truth)
+        forecasts["climatology"] = partial(_climatology_reference, clim)
     if "damped_persistence" in references:
         if train is None:
             raise ValueError("damped persistence is fitted on a training period: give one")
@@ -145,7 +159,16 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
         if max_fit_times is not None:
             fit_truth = fit_truth.isel(time=slice(-max_fit_times, None))
         coefficients = fit_damped_persistence(fit_truth.load(), clim, leads)
-        forecasts["damped_persistence"] = damped_persistence(truth, clim, coefficients, inits,
-                                                             leads)
+        forecasts["damped_persistence"] = partial(_damped_reference, clim, coefficients)
     return score_table(forecasts, truth, clim, regions=regions, spectra=spectra,
-                       allow_missing_valid_times=allow_missing_valid_times, notes=notes)
+                       allow_missing_valid_times=allow_missing_valid_times, notes=notes,
+                       init_block=init_block)
+
+
+def _climatology_reference(clim: xr.Dataset, truth: xr.Dataset, inits, leads) -> xr.Dataset:
+    return climatology_forecast(clim, inits, leads, like=truth)
+
+
+def _damped_reference(clim: xr.Dataset, coefficients: xr.Dataset, truth: xr.Dataset, inits,
+                      leads) -> xr.Dataset:
+    return damped_persistence(truth, clim, coefficients, inits, leads)

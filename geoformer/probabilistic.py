@@ -37,6 +37,7 @@ import xarray as xr
 from .metrics import (
     _paired,
     _require_dims,
+    mse_spatial,
     rmse_time_mean_then_sqrt,
     spatial_mean,
 )
@@ -51,12 +52,18 @@ __all__ = [
     "spread",
     "spread_skill_ratio",
     "crps_skill",
+    "crps_skill_spatial",
     "crps_spread",
+    "crps_spread_spatial",
     "crps",
     "rank_histogram",
+    "rank_histogram_spatial",
     "zonal_energy_spectrum",
     "probabilistic_rows",
+    "probabilistic_samples",
+    "probabilistic_rows_of",
     "spectrum_rows",
+    "spectrum_rows_of",
 ]
 
 Data = xr.DataArray | xr.Dataset
@@ -126,9 +133,14 @@ def spread_skill_ratio(forecast: Data, truth: Data, region: str = "global",
 def crps_skill(forecast: Data, truth: Data, region: str = "global",
                time_dim: str = "time") -> Data:
     """mean_t <mean_m |X_m - Y|>_w: the skill term of the CRPS (the MAE when M = 1)."""
+    return crps_skill_spatial(forecast, truth, region).mean(time_dim, skipna=False)
+
+
+def crps_skill_spatial(forecast: Data, truth: Data, region: str = "global") -> Data:
+    """<mean_m |X_m - Y|>_w per sample: ``crps_skill`` before the mean over time."""
     forecast, truth = _paired_ensemble(forecast, truth)
     pointwise = abs(forecast - truth).mean(ENSEMBLE_DIM, skipna=False)
-    return spatial_mean(pointwise, region).mean(time_dim, skipna=False)
+    return spatial_mean(pointwise, region)
 
 
 def crps_spread(forecast: Data, region: str = "global", time_dim: str = "time") -> Data:
@@ -137,6 +149,11 @@ def crps_spread(forecast: Data, region: str = "global", time_dim: str = "time") 
     Over ordered pairs of distinct members; 0 for a single member. The pair sum is O(M^2)
     in memory per point, fine for the tens of members Pangu's ensembles have.
     """
+    return crps_spread_spatial(forecast, region).mean(time_dim, skipna=False)
+
+
+def crps_spread_spatial(forecast: Data, region: str = "global") -> Data:
+    """``crps_spread`` per sample, before the mean over time."""
     m = _members(forecast)
     if m == 1:
         pointwise = xr.zeros_like(forecast.isel({ENSEMBLE_DIM: 0}, drop=True))
@@ -144,7 +161,7 @@ def crps_spread(forecast: Data, region: str = "global", time_dim: str = "time") 
         other = forecast.rename({ENSEMBLE_DIM: "number_other"})
         pairs = abs(forecast - other).sum((ENSEMBLE_DIM, "number_other"), skipna=False)
         pointwise = pairs / (m * (m - 1))  # the i = j terms are zero
-    return spatial_mean(pointwise, region).mean(time_dim, skipna=False)
+    return spatial_mean(pointwise, region)
 
 
 def crps(forecast: Data, truth: Data, region: str = "global", time_dim: str = "time") -> Data:
@@ -167,6 +184,16 @@ def rank_histogram(forecast: xr.DataArray, truth: xr.DataArray, region: str = "g
     gives about 1 / (M + 1) in every bin; a truth above every member falls in bin M.
     forecast, truth: DataArrays (one variable); NaN in them is an error here.
     """
+    return rank_histogram_spatial(forecast, truth, region, np.random.default_rng(seed)).mean(
+        time_dim).rename("rank_histogram")
+
+
+def rank_histogram_spatial(forecast: xr.DataArray, truth: xr.DataArray, region: str,
+                           rng: np.random.Generator) -> xr.DataArray:
+    """``rank_histogram`` per sample (dims (..., bin), no mean over time), the ties broken by
+    ``rng``: one draw per point, in the order of the points. A generator carried from one
+    block of initial times to the next therefore draws, when time is the first dim of the
+    forecast (as in a forecast store), what one call on all of them would draw."""
     if not isinstance(forecast, xr.DataArray) or not isinstance(truth, xr.DataArray):
         raise TypeError("rank_histogram takes DataArrays (one variable at a time)")
     m = _members(forecast)
@@ -175,13 +202,12 @@ def rank_histogram(forecast: xr.DataArray, truth: xr.DataArray, region: str = "g
         raise ValueError("rank_histogram: forecast or truth holds NaN; ranks are undefined")
     below = (forecast < truth).sum(ENSEMBLE_DIM)
     ties = (forecast == truth).sum(ENSEMBLE_DIM)
-    rng = np.random.default_rng(seed)
     # uniform over below .. below + ties
     offset = np.floor(rng.random(ties.shape) * (ties.values + 1)).astype(int)
     rank = below + offset
     bins = xr.DataArray(np.arange(m + 1), dims="bin", coords={"bin": np.arange(m + 1)})
     one_hot = (rank == bins).astype(float)  # (..., latitude, longitude, bin)
-    return spatial_mean(one_hot, region).mean(time_dim).rename("rank_histogram")
+    return spatial_mean(one_hot, region)
 
 
 # --------------------------------------------------------------------------- spectra
@@ -252,18 +278,42 @@ def probabilistic_rows(forecast: xr.Dataset, truth: xr.Dataset, name: str, hours
     forecast: (time, number, [level], latitude, longitude) at one lead; truth aligned to it.
     Metric names: ensemble_mean_rmse, spread, spread_skill, crps, crps_skill, crps_spread.
     """
-    skill = ensemble_mean_rmse(forecast, truth, region).compute()
-    spread_ = spread(forecast, region).compute()
-    crps_skill_ = crps_skill(forecast, truth, region).compute()
-    crps_spread_ = crps_spread(forecast, region).compute()
+    samples = probabilistic_samples(forecast, truth, region)
+    samples["rank_histogram"] = xr.Dataset({
+        v: rank_histogram_spatial(forecast[v], truth[v], region, np.random.default_rng(0))
+        for v in forecast.data_vars})
+    return probabilistic_rows_of(samples, name, hours, region)
+
+
+def probabilistic_samples(forecast: xr.Dataset, truth: xr.Dataset,
+                          region: str) -> dict[str, xr.Dataset]:
+    """The per-sample quantities (dim ``time`` kept) that ``probabilistic_rows`` averages
+    over time: the member mean's MSE, the member variance and the two CRPS terms (with
+    ``rank_histogram_spatial``, all that ``probabilistic_rows_of`` needs). Concatenated over
+    blocks of initial times, they give the numbers of all of them at once."""
+    paired, aligned = _paired_ensemble(forecast, truth)
+    return {"ensemble_mean_mse": mse_spatial(paired.mean(ENSEMBLE_DIM, skipna=False), aligned,
+                                             region),
+            "ensemble_variance": ensemble_variance_spatial(forecast, region),
+            "crps_skill": crps_skill_spatial(forecast, truth, region),
+            "crps_spread": crps_spread_spatial(forecast, region)}
+
+
+def probabilistic_rows_of(samples: dict[str, xr.Dataset], name: str, hours: float,
+                          region: str) -> list[dict]:
+    """The rows of ``probabilistic_rows`` from ``probabilistic_samples`` and, as
+    "rank_histogram", the ``rank_histogram_spatial`` of each variable (over all times)."""
+    skill = np.sqrt(samples["ensemble_mean_mse"].mean("time", skipna=False)).compute()
+    spread_ = np.sqrt(samples["ensemble_variance"].mean("time", skipna=False)).compute()
+    crps_skill_ = samples["crps_skill"].mean("time", skipna=False).compute()
+    crps_spread_ = samples["crps_spread"].mean("time", skipna=False).compute()
     scores = {"ensemble_mean_rmse": skill, "spread": spread_, "spread_skill": spread_ / skill,
               "crps": crps_skill_ - 0.5 * crps_spread_, "crps_skill": crps_skill_,
               "crps_spread": crps_spread_}
     rows = []
     for metric, values in scores.items():
         rows += _rows(values, name, hours, metric, region)
-    ranks = xr.Dataset({v: rank_histogram(forecast[v], truth[v], region)
-                        for v in forecast.data_vars})  # (..., bin)
+    ranks = samples["rank_histogram"].mean("time")  # (..., bin)
     for b in ranks["bin"].values:
         rows += _rows(ranks.sel(bin=b, drop=True), name, hours, f"rank_histogram_{b}", region)
     return rows
@@ -273,7 +323,12 @@ def spectrum_rows(fields: xr.Dataset, name: str, hours: float) -> list[dict]:
     """Tidy rows of the zonal energy spectrum (30..60 deg N, mean over ``time``) of every
     variable at one lead: metric ``zonal_spectrum_{k}`` for each zonal wavenumber k, in m
     times the variable's units squared. fields: (time, [level], latitude, longitude)."""
-    spectrum = zonal_energy_spectrum(fields.load()).mean("time")  # (..., zonal_wavenumber)
+    return spectrum_rows_of(zonal_energy_spectrum(fields.load()), name, hours)
+
+
+def spectrum_rows_of(spectra: xr.Dataset, name: str, hours: float) -> list[dict]:
+    """``spectrum_rows`` from the spectra of each sample (``zonal_energy_spectrum``)."""
+    spectrum = spectra.mean("time")  # (..., zonal_wavenumber)
     spectrum = spectrum.drop_vars("wavelength")
     rows = []
     for k in spectrum["zonal_wavenumber"].values:

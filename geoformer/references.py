@@ -56,9 +56,10 @@ def climatology_forecast(climatology: xr.Dataset, init_times, lead_times,
         if missing:
             raise ValueError(f"climatology is missing variables {missing} of the dataset given "
                              f"as like")
-        climatology = align_grid(like, climatology[list(like.data_vars)],
-                                 labels=("like", "climatology"))
-    forecast = climatology_at(climatology, valid)
+        climatology = climatology[list(like.data_vars)]
+    forecast = climatology_at(climatology, valid)  # before align_grid: it may copy
+    if like is not None:
+        forecast = align_grid(like, forecast, labels=("like", "climatology"))
     forecast.attrs = {}
     return _as_store(forecast)
 
@@ -73,21 +74,51 @@ def fit_damped_persistence(train_truth: xr.Dataset, climatology: xr.Dataset,
     """
     check_no_nan(train_truth, "training truth")
     weights = latitude_weights(train_truth["latitude"])
-    anomaly = train_truth - _clim_on(climatology, train_truth, train_truth["time"])
-    times = anomaly["time"].values
-    per_lead = []
+    times = train_truth["time"].values
     leads = _leads(lead_times)
+    pairs = []
     for lead in leads.values:
         later = times + lead
         has_pair = np.isin(later, times)
         if not has_pair.any():
             raise ValueError(f"no training pair for lead {pd.Timedelta(lead)}: no time t0 with "
                              f"t0 + lead also in the training data")
-        a0 = anomaly.sel(time=times[has_pair])
-        at = anomaly.sel(time=later[has_pair]).assign_coords(time=a0["time"])
-        dims = ["time", "latitude", "longitude"]
-        per_lead.append((weights * a0 * at).sum(dims) / (weights * a0 * a0).sum(dims))
-    return xr.concat(per_lead, dim=leads)
+        pairs.append((_positions(times, times[has_pair]), _positions(times, later[has_pair])))
+    fitted = {}
+    w = np.asarray(weights.values, dtype=np.float64)
+    for name in train_truth.data_vars:  # one float64 anomaly at a time, not all of them
+        one = train_truth[[name]]
+        anomaly = (one - _clim_on(climatology, one, one["time"]))[name]
+        rest = [d for d in anomaly.dims if d not in ("time", "latitude", "longitude")]
+        # (rest, time, latitude, longitude) in float64: each weighted sum below is then one
+        # contiguous dot per level (xarray's products and sums of whole arrays per lead made
+        # this fit slower than all the scoring)
+        a = np.ascontiguousarray(anomaly.transpose(*rest, "time", "latitude", "longitude")
+                                 .values, dtype=np.float64)
+        a = a.reshape(-1, *a.shape[-3:])
+        aw = a * w[:, None]
+        r = np.stack([_dot(aw[:, first], a[:, later]) / _dot(aw[:, first], a[:, first])
+                      for first, later in pairs])  # (lead, rest)
+        shape = [leads.size, *(anomaly.sizes[d] for d in rest)]
+        fitted[name] = xr.DataArray(
+            r.reshape(shape), dims=("prediction_timedelta", *rest),
+            coords={"prediction_timedelta": leads, **{d: anomaly[d] for d in rest
+                                                      if d in anomaly.coords}},
+            attrs=one[name].attrs)
+    return xr.Dataset(fitted)
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """sum(x[i] * y[i]) for each i of the first axis: views, one BLAS dot each."""
+    return np.array([np.dot(x[i].ravel(), y[i].ravel()) for i in range(x.shape[0])])
+
+
+def _positions(times: np.ndarray, wanted: np.ndarray) -> slice | np.ndarray:
+    """Where ``wanted`` lie in ``times``: a slice when they are consecutive."""
+    at = pd.Index(times).get_indexer(wanted)
+    if at.size and (np.diff(at) == 1).all():
+        return slice(int(at[0]), int(at[-1]) + 1)
+    return at
 
 
 def damped_persistence(truth: xr.Dataset, climatology: xr.Dataset, coefficients: xr.Dataset,
@@ -121,10 +152,9 @@ def _clim_on(climatology: xr.Dataset, like: xr.Dataset, times: xr.DataArray) -> 
     missing = [v for v in like.data_vars if v not in climatology.data_vars]
     if missing:
         raise ValueError(f"climatology is missing variables {missing}")
-    clim = climatology[list(like.data_vars)]
-    if "level" in like.dims:
+    clim = climatology_at(climatology[list(like.data_vars)], times)  # then levels: no copy
+    if "level" in like.dims:                                        # of the whole climatology
         clim = clim.sel(level=like["level"].values)
-    clim = climatology_at(clim, times)
     clim.attrs = {}
     return align_grid(like, clim, labels=("truth", "climatology"))
 

@@ -10,7 +10,7 @@ forecast propagates.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from .metrics import (
     _require_variables,
     _sqrt_of_time_mean,
     _time_mean_of_sqrt,
-    acc,
+    acc_spatial,
     align_grid,
     check_no_nan,
     mse_spatial,
@@ -34,18 +34,25 @@ __all__ = ["SCORE_COLUMNS", "score_table", "check_valid_times"]
 SCORE_COLUMNS = ["forecast", "variable", "level", "lead_time_hours", "metric", "value", "region"]
 
 
-def score_table(forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset,
+def score_table(forecasts: Mapping[str, xr.Dataset | Callable], truth: xr.Dataset,
                 climatology: xr.Dataset | None = None, regions: Sequence[str] = ("global",),
                 variables: Sequence[str] | None = None, spectra: bool = False,
-                allow_missing_valid_times: bool = False, notes: list[str] | None = None
-                ) -> pd.DataFrame:
+                allow_missing_valid_times: bool = False, notes: list[str] | None = None,
+                init_block: int | None = None) -> pd.DataFrame:
     """Score forecast stores against an analysis, one row per number.
 
     forecasts: name -> forecast store (time, prediction_timedelta, [level], latitude,
-        longitude). truth: analysis (time, [level], latitude, longitude) on the same grid
-        (latitude order may differ). climatology: from ``climatology.compute_climatology``;
-        adds "acc".
+        longitude), or -> a function ``f(truth, init_times, lead_times)`` returning one (as
+        ``references.persistence``): a forecast made from the truth, built for a block of
+        initial times and one lead at a time from the truth at those times, on the initial
+        and lead times of the first forecast (which must be a store). truth: analysis
+        (time, [level], latitude, longitude) on the same grid (latitude order may differ).
+        climatology: from ``climatology.compute_climatology``; adds "acc".
     variables: defaults to each forecast's data variables; all must be in the truth.
+    init_block: score so many initial times at a time (None: all at once). What each
+        metric averages over initial times (the MSE, the ACC, ... of each one) is kept
+        from every block and averaged at the end, so the numbers are those of all at once
+        while memory holds one block of the forecasts and of the truth.
 
     Columns ``SCORE_COLUMNS``: forecast, variable, level (hPa as float, NaN for surface
     variables), lead_time_hours (float), metric ("rmse" = sqrt of time-mean MSE, the
@@ -65,34 +72,35 @@ def score_table(forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset,
     """
     for region in regions:
         region_mask(truth["latitude"], region)  # fail early on unknown or empty regions
+    first = next(iter(forecasts.values()), None)
+    if first is not None and not isinstance(first, xr.Dataset):
+        raise TypeError("the first forecast must be a store (Dataset): the forecasts built "
+                        "from the truth take its initial and lead times")
+    groups: dict[tuple, tuple[xr.Dataset, list[str]]] = {}  # one pass over the truth each
+    for name, forecast in forecasts.items():
+        coords = forecast if isinstance(forecast, xr.Dataset) else first
+        check_valid_times(coords, truth["time"], allow_missing_valid_times, notes,
+                          what=f"forecast {name!r}")
+        if isinstance(forecast, xr.Dataset):
+            _check_forecast(name, forecast, truth, variables)
+        key = (coords["time"].values.tobytes(), coords["prediction_timedelta"].values.tobytes())
+        groups.setdefault(key, (coords, []))[1].append(name)
+    samples: dict[tuple, list] = {}  # (name, lead, region, quantity) -> per-block Datasets
+    for i, (coords, names) in enumerate(groups.values()):
+        _score_group(coords, {n: forecasts[n] for n in names}, truth, climatology, regions,
+                     variables, spectra, spectra and i == 0, init_block, samples)
     rows = []
     for name, forecast in forecasts.items():
-        check_valid_times(forecast, truth["time"], allow_missing_valid_times, notes,
-                          what=f"forecast {name!r}")
-        rows += _score_one(name, forecast, truth, climatology, regions, variables, spectra)
-    if spectra and forecasts:
-        rows += _truth_spectra(next(iter(forecasts.values())), truth, variables)
+        coords = forecast if isinstance(forecast, xr.Dataset) else first
+        rows += _rows_of(samples, name, coords, regions, spectra)
+    if spectra and first is not None:
+        rows += _rows_of(samples, "truth", first, (), spectra)
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
-def _truth_spectra(forecast: xr.Dataset, truth: xr.Dataset,
-                   variables: Sequence[str] | None) -> list[dict]:
-    """The truth's spectrum rows at the valid times of each lead of ``forecast``."""
-    from .probabilistic import spectrum_rows
-
-    names = list(forecast.data_vars) if variables is None else list(variables)
-    truth = _select_levels(forecast, align_grid(forecast, truth[names]), "truth")
-    rows = []
-    for lead, _, valid in _valid_pairs(forecast, truth["time"]):
-        hours = float(pd.Timedelta(lead) / pd.Timedelta(hours=1))
-        rows += spectrum_rows(truth.sel(time=valid), "truth", hours)
-    return rows
-
-
-def _score_one(name: str, forecast: xr.Dataset, truth: xr.Dataset,
-               climatology: xr.Dataset | None, regions: Sequence[str],
-               variables: Sequence[str] | None, spectra: bool = False) -> list[dict]:
-    """Rows of ``score_table`` for one forecast store."""
+def _check_forecast(name: str, forecast: xr.Dataset, truth: xr.Dataset,
+                    variables: Sequence[str] | None) -> None:
+    """What ``score_table`` refuses in a forecast store, before any number is computed."""
     _require_dims(forecast, ("time", "prediction_timedelta", *SPATIAL_DIMS),
                   f"forecast {name!r}")
     if not np.issubdtype(forecast["prediction_timedelta"].dtype, np.timedelta64):
@@ -102,37 +110,157 @@ def _score_one(name: str, forecast: xr.Dataset, truth: xr.Dataset,
     forecast = forecast[_require_variables(forecast, names, f"forecast {name!r}")]
     truth = align_grid(forecast, truth[_require_variables(truth, names, "truth")])
     truth = _select_levels(forecast, truth, name)
-    pairs = _valid_pairs(forecast, truth["time"])
-    if not pairs:
+    if not _valid_pairs(forecast, truth["time"]):
         vt = valid_time(forecast).values
         raise ValueError(
             f"forecast {name!r}: no valid time (init + lead) is in the truth; forecast valid "
             f"times span {vt.min()}..{vt.max()}, truth spans {truth['time'].values.min()}.."
             f"{truth['time'].values.max()}")
-    needed = np.unique(np.concatenate([np.asarray(v) for _, _, v in pairs]))
-    check_no_nan(truth.sel(time=needed), "truth")
+
+
+def _score_group(coords: xr.Dataset, forecasts: Mapping[str, xr.Dataset | Callable],
+                 truth: xr.Dataset, climatology: xr.Dataset | None, regions: Sequence[str],
+                 variables: Sequence[str] | None, spectra: bool, truth_spectra: bool,
+                 init_block: int | None, samples: dict) -> None:
+    """Add to ``samples`` the per-(init, lead) quantities of the forecasts that share the
+    initial and lead times of ``coords``, and which pairs the truth has (``(name,
+    "scored")``), a block of initial times at a time, and within it as many leads at a time
+    as ``VALUES_AT_A_TIME`` allows. The block loop is written out, not left to dask: the
+    reference forecasts are made by indexing a climatology in memory, which dask would not
+    split by initial time, and the truth at a block's times is read once for every forecast."""
+    inits, leads = coords["time"].values, coords["prediction_timedelta"].values
+    available = truth["time"].values
+    names = list(coords.data_vars) if variables is None else list(variables)
+    for other in forecasts.values():
+        if isinstance(other, xr.Dataset) and variables is None:
+            names += [v for v in other.data_vars if v not in names]
+    per_pair = sum(int(np.prod([n for d, n in da.sizes.items() if d not in (  # values of
+        "time", "prediction_timedelta")])) for da in coords.data_vars.values())  # one pair
+    rngs: dict[tuple, np.random.Generator] = {}  # ties of rank histograms: one draw sequence
+    size = max(1, inits.size if not init_block else int(init_block))
+    for start in range(0, inits.size, size):
+        block = inits[start:start + size]
+        valid = block[:, None] + leads[None, :]
+        scored = np.isin(valid, available)  # (init, lead); the others are dropped at the end
+        if not scored.any():
+            continue
+        for name in [*forecasts, *(["truth"] if truth_spectra else [])]:
+            samples.setdefault((name, "scored"), []).append(scored)
+        needed = np.unique(valid[scored])
+        block_truth = truth[names].sel(time=np.union1d(needed, block[np.isin(block, available)]))
+        block_truth = block_truth.load()  # read once for every forecast
+        check_no_nan(block_truth.sel(time=needed), "truth")
+        at = pd.Index(block_truth["time"].values).get_indexer(valid.ravel()).reshape(valid.shape)
+        at = xr.DataArray(np.where(scored, at, 0), dims=("time", "prediction_timedelta"))
+        step = max(1, VALUES_AT_A_TIME // (block.size * per_pair))
+        parts: dict[tuple, list] = {}
+        for first in range(0, leads.size, step):
+            part = slice(first, first + step)
+            for i, (name, forecast) in enumerate(forecasts.items()):
+                _score_part(name, forecast, block, leads[part], scored[:, part],
+                            block_truth, at.isel(prediction_timedelta=part), climatology,
+                            regions, variables, names, spectra, truth_spectra and i == 0,
+                            parts, samples, rngs)
+        for key, values in parts.items():  # the leads of the block together again
+            samples.setdefault(key, []).append(
+                values[0] if len(values) == 1 else xr.concat(values, "prediction_timedelta"))
+
+
+#: how many values (init x lead x level x latitude x longitude x member) of a forecast are
+#: scored at a time: the memory of scoring is a few float64 arrays of this size
+VALUES_AT_A_TIME = 2**22
+
+
+def _score_part(name: str, forecast: xr.Dataset | Callable, inits: np.ndarray,
+                leads: np.ndarray, scored: np.ndarray, truth: xr.Dataset, at: xr.DataArray,
+                climatology: xr.Dataset | None, regions: Sequence[str],
+                variables: Sequence[str] | None, names: list, spectra: bool,
+                truth_spectra: bool, parts: dict, samples: dict, rngs: dict) -> None:
+    """The quantities of one forecast at some initial times and leads (``_score_group``):
+    into ``parts``, or ``samples`` for the rank histograms (one lead at a time)."""
+    from .probabilistic import probabilistic_samples, rank_histogram_spatial, zonal_energy_spectrum
+
+    def add(key: tuple, values: xr.Dataset) -> None:
+        parts.setdefault(key, []).append(values.compute())
+
+    if isinstance(forecast, xr.Dataset):
+        own = list(forecast.data_vars) if variables is None else list(variables)
+        fc = forecast[own].sel(time=inits, prediction_timedelta=leads)
+        # read once. A dask ensemble stays in its chunks (persist): its float32 sums over
+        # members then run chunk by chunk as on the whole store (in numpy they would differ
+        # in the 8th digit); dask costs time, though
+        fc = fc.persist() if fc.chunks and "number" in fc.dims else fc.load()
+    else:
+        fc = forecast(truth, inits, leads)[names if variables is None else list(variables)]
+    tr = _select_levels(fc, align_grid(fc, truth[list(fc.data_vars)]), name)
+    tr = tr.drop_vars("time").isel(time=at).assign_coords(
+        time=fc["time"].values, prediction_timedelta=fc["prediction_timedelta"].values)
+    # an ensemble's deterministic scores are those of its member mean
+    members, fc = (fc, fc.mean("number", skipna=False)) if "number" in fc.dims else (None, fc)
+    for region in regions:
+        add((name, region, "mse"), mse_spatial(fc, tr, region))
+        if climatology is not None:
+            add((name, region, "acc"), acc_spatial(fc, tr, climatology, region))
+        if members is None:
+            continue
+        for quantity, values in probabilistic_samples(members, tr, region).items():
+            add((name, region, quantity), values)
+        for j, lead in enumerate(leads):  # a lead at a time: the ties' draws
+            kept = np.flatnonzero(scored[:, j])
+            if kept.size:
+                m, t = (x.isel(prediction_timedelta=j, time=kept) for x in (members, tr))
+                samples.setdefault((name, lead, region, "rank_histogram"), []).append(
+                    xr.Dataset({v: rank_histogram_spatial(m[v], t[v], region, rngs.setdefault(
+                        (name, lead, region, v), np.random.default_rng(0))).compute()
+                        for v in m.data_vars}))
+    if spectra:
+        add((name, "30-60N", "spectrum"), zonal_energy_spectrum(fc.load()))
+    if truth_spectra:
+        add(("truth", "30-60N", "spectrum"), zonal_energy_spectrum(tr))
+
+
+def _gathered(samples: dict, key: tuple) -> xr.Dataset:
+    """The values of every block, in the order of the initial times."""
+    parts = samples[key]
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
+
+
+def _rows_of(samples: dict, name: str, coords: xr.Dataset, regions: Sequence[str],
+             spectra: bool) -> list[dict]:
+    """The rows of one forecast (or of the truth's spectra) from its per-(init, lead)
+    quantities: for each lead, those of the initial times whose valid time the truth has."""
+    from .probabilistic import probabilistic_rows_of, spectrum_rows_of
+
+    leads = coords["prediction_timedelta"].values
+    scored = np.concatenate(samples.get((name, "scored"), [np.zeros((0, leads.size), bool)]))
+    gathered: dict[tuple, xr.Dataset] = {}
+
+    def at_lead(key: tuple, j: int) -> xr.Dataset:
+        if key not in gathered:
+            gathered[key] = _gathered(samples, key)
+        return gathered[key].isel(prediction_timedelta=j, time=np.flatnonzero(scored[:, j]))
+
     rows = []
-    for lead, inits, valid in pairs:
-        fc = forecast.sel(prediction_timedelta=lead, time=inits)
-        tr = truth.sel(time=valid).assign_coords(time=fc["time"].values)
-        tr = tr.assign_coords(prediction_timedelta=fc["prediction_timedelta"])
+    for j, lead in enumerate(leads):
+        if not scored[:, j].any():
+            continue  # no initial time of this lead has its valid time in the truth
         hours = float(pd.Timedelta(lead) / pd.Timedelta(hours=1))
-        # an ensemble's deterministic scores are those of its member mean
-        members, fc = (fc, fc.mean("number", skipna=False)) if "number" in fc.dims else (None, fc)
         for region in regions:
-            mse = mse_spatial(fc, tr, region).compute()  # once for both RMSE conventions
+            mse = at_lead((name, region, "mse"), j)
             scores = {"rmse": _sqrt_of_time_mean(mse, "time"),
                       "rmse_per_sample": _time_mean_of_sqrt(mse, "time")}
-            if climatology is not None:
-                scores["acc"] = acc(fc, tr, climatology, region)
+            if (name, region, "acc") in samples:
+                scores["acc"] = at_lead((name, region, "acc"), j).mean("time", skipna=False)
             for metric, values in scores.items():
                 rows += _rows(values.compute(), name, hours, metric, region)
-            if members is not None:
-                from .probabilistic import probabilistic_rows  # imports this module
-                rows += probabilistic_rows(members, tr, name, hours, region)
-        if spectra:
-            from .probabilistic import spectrum_rows
-            rows += spectrum_rows(fc, name, hours)
+            if (name, region, "crps_skill") in samples:
+                quantities = {q: at_lead((name, region, q), j) for q in (
+                    "ensemble_mean_mse", "ensemble_variance", "crps_skill", "crps_spread")}
+                quantities["rank_histogram"] = _gathered(samples, (name, lead, region,
+                                                                   "rank_histogram"))
+                rows += probabilistic_rows_of(quantities, name, hours, region)
+        if spectra and (name, "30-60N", "spectrum") in samples:
+            rows += spectrum_rows_of(at_lead((name, "30-60N", "spectrum"), j), name, hours)
     return rows
 
 
@@ -195,9 +323,13 @@ def _rows(values: xr.Dataset, name: str, hours: float, metric: str, region: str)
     """Flatten a Dataset of scores with an optional level dim into table rows."""
     rows = []
     for variable, da in values.data_vars.items():
-        levels = da["level"].values if "level" in da.dims else [np.nan]
-        for level in levels:
-            value = da.sel(level=level) if "level" in da.dims else da
+        if da.dims == ("level",):  # all the values at once: a .sel per level is slow
+            pairs = zip(da["level"].values, da.values)
+        elif "level" in da.dims:
+            pairs = ((level, da.sel(level=level)) for level in da["level"].values)
+        else:
+            pairs = [(np.nan, da)]
+        for level, value in pairs:
             rows.append({"forecast": name, "variable": variable, "level": float(level),
                          "lead_time_hours": hours, "metric": metric, "value": float(value),
                          "region": region})
