@@ -15,7 +15,7 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 
-__all__ = ["ChunkReader"]
+__all__ = ["ChunkReader", "read_states"]
 
 
 class ChunkReader:
@@ -45,7 +45,15 @@ class ChunkReader:
             return None
         return cls(folder, meta)
 
-    def __call__(self, i: int) -> np.ndarray:
+    def __call__(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The values at time index ``i``; into ``out`` (float32, this shape) when given."""
+        values = self._read(i)
+        if out is None:
+            return values
+        np.copyto(out, values, casting="same_kind")
+        return out
+
+    def _read(self, i: int) -> np.ndarray:
         key = f"{i}{self.separator}{self.tail}" if self.tail else str(i)
         try:
             raw = (self.folder / key).read_bytes()
@@ -64,3 +72,19 @@ class ChunkReader:
             raise ValueError(f"{self.folder}/{key}: expected {int(np.prod(self.shape))} "
                              f"values in the chunk, found {values.size}")
         return values.reshape(self.shape).astype(np.float32, copy=False)
+
+
+def read_states(readers: list[ChunkReader], n_upper: int, levels: list[int] | None,
+                times: list[int], upper: np.ndarray, surface: np.ndarray) -> None:
+    """The states at the stored time indices ``times`` into upper (len(times), V, Z, H, W)
+    and surface (len(times), S, H, W): ``readers`` holds the V upper-air variables, then the
+    S surface ones; ``levels`` the stored level indices to keep, None for all in order (each
+    chunk is then decoded straight into its place, no stacking copies)."""
+    for k, i in enumerate(times):
+        for v, reader in enumerate(readers[:n_upper]):
+            if levels is None:
+                reader(i, out=upper[k, v])
+            else:
+                upper[k, v] = reader(i)[levels]
+        for v, reader in enumerate(readers[n_upper:]):
+            reader(i, out=surface[k, v])

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .atomic import atomic_write, atomic_write_zarr, checksummed
 from .checkpoints import STATISTICS_VERSION, check_format_version
-from .chunkreader import ChunkReader
+from .chunkreader import ChunkReader, read_states
 from .normalization import (
     LATITUDE_INPUT,
     Normalizer,
@@ -170,8 +170,9 @@ class ForecastPairs(Dataset):
         if canonical and not in_memory and isinstance(source, str):
             readers = [ChunkReader.open(source, v) for v in self.upper_vars + self.surface_vars]
             if all(r is not None for r in readers):
+                levels = [store_levels.index(lv) for lv in self.levels]
                 self._chunks = (readers, stored.get_indexer(stamps),
-                                [store_levels.index(lv) for lv in self.levels])
+                                None if levels == list(range(len(store_levels))) else levels)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -180,18 +181,24 @@ class ForecastPairs(Dataset):
         """The state at time index ``i``: (V, Z, H, W), (S, H, W)."""
         if self._all is not None:
             return self._all.upper[i], self._all.surface[i]
-        if self._chunks is not None:
-            readers, position, levels = self._chunks
-            V = len(self.upper_vars)
-            upper = np.stack([r(position[i])[levels] for r in readers[:V]])  # (V, Z, H, W)
-            surface = np.stack([r(position[i]) for r in readers[V:]])  # (S, H, W)
-            return torch.from_numpy(upper), torch.from_numpy(surface)
         one = State.from_xarray(self.ds.isel(time=i), self.upper_vars, self.surface_vars,
                                 dims=())
         return one.upper, one.surface
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         first, *targets = self.index[item]
+        stamp = torch.tensor(self.times[first].value, dtype=torch.int64)
+        if self._chunks is not None:
+            readers, position, _ = self._chunks
+            V, Z = len(self.upper_vars), len(self.levels)
+            n = 1 + len(targets)
+            upper = np.empty((n, V, Z, *readers[0].shape[1:]), np.float32)
+            surface = np.empty((n, len(self.surface_vars), *readers[V].shape), np.float32)
+            read_states(readers, V, self._chunks[2], [position[i] for i in (first, *targets)],
+                        upper, surface)
+            upper, surface = torch.from_numpy(upper), torch.from_numpy(surface)
+            return {"upper": upper[0], "surface": surface[0], "target_upper": upper[1:],
+                    "target_surface": surface[1:], "time": stamp}
         upper, surface = self._state(first)
         later = [self._state(j) for j in targets]
         return {
@@ -199,7 +206,7 @@ class ForecastPairs(Dataset):
             "surface": surface,
             "target_upper": torch.stack([u for u, _ in later]),  # (steps, V, Z, H, W)
             "target_surface": torch.stack([s for _, s in later]),  # (steps, S, H, W)
-            "time": torch.tensor(self.times[first].value, dtype=torch.int64),
+            "time": stamp,
         }
 
 

@@ -64,6 +64,10 @@ def main() -> None:
     ckpts = [str(ROOT / "geoformer" / "pretrained" / f"held_suarez_{h}.ckpt")
              for h in ("24h", "6h")]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    # the Held-Suarez store is built (or found) first, in its own process: built inside the
+    # first child, it made that child's peak twice the others' (2026-12-02, a fresh machine)
+    subprocess.run([sys.executable, "-c", "from geoformer.data import resolve_store; "
+                    "resolve_store('held-suarez')"], check=True, cwd=ROOT, env=env)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in a.inits:

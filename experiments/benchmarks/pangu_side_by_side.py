@@ -187,7 +187,7 @@ def main() -> None:
         models["physicsnemo"] = pn
     rows = []
     for bench, make in (("forward", _forward_fn), ("train_step", _step_fn)):
-        fns = {name: make(m.train(bench == "train_step"), inputs[name])
+        fns = {name: make(m.train(bench == "train_step"), inputs[name.removesuffix("-compiled")])
                for name, m in models.items()}
         for name, seconds in _alternate(fns, a.repeats).items():
             row = {"bench": bench, "model": name, "grid": list(GRID), "window": list(WINDOW),
