@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,6 +24,7 @@ from ..casetensors import CaseTensors
 from ..data import Split
 from ..datainfo import DataInfo
 from ..datamodule import FluidDataModule
+from ..orphans import exit_with_parent
 from .config import Experiment
 from .training import build_module, forecast, predict_erosion, train_module
 
@@ -113,7 +115,9 @@ def run_job(job: Job, keep_module: bool = True) -> JobResult:
                      module if keep_module else None, peak)
 
 
-def _quiet_worker() -> None:
+def _quiet_worker(parent: int | None = None) -> None:
+    if parent is not None:  # end with the parent, not as an orphan (fluidgpt.orphans)
+        exit_with_parent(parent)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
@@ -154,16 +158,22 @@ class Runner:
     def map(self, jobs: Sequence[Job]) -> list[JobResult]:
         if self.workers <= 1 or len(jobs) <= 1:
             return [self._report(run_job(j)) for j in jobs]
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                            initializer=_quiet_worker)
         # longest first (by an estimate) keeps both workers busy to the end
         order = sorted(range(len(jobs)), key=lambda i: -job_cost(jobs[i]))
-        futures = {self.pool.submit(_remote_job, jobs[i]): i for i in order}
+        pool = self._pool()
+        futures = {pool.submit(_remote_job, jobs[i]): i for i in order}
         results: list[JobResult | None] = [None] * len(jobs)
         for done in as_completed(futures):
             results[futures[done]] = self._report(done.result())
         return [r for r in results if r is not None]
+
+    def _pool(self) -> ProcessPoolExecutor:
+        """The spawned workers, started once; each ends when this process dies."""
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                            initializer=_quiet_worker,
+                                            initargs=(os.getpid(),))
+        return self.pool
 
     def close(self) -> None:
         if self.pool is not None:

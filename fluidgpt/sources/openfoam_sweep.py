@@ -16,6 +16,7 @@ group).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from ..orphans import exit_with_parent
 from ..readers.openfoam import particle_key, read_eroded_volume, read_tracks, read_wall_faces
 from ..readers.tracks import resample_tracks, uniform_times
 from ..schema import PHYSICAL_CONDITIONS, canonical_dataset, write_dataset
@@ -147,7 +149,8 @@ def _run_all(job, jobs: list, workers: int, log, what: str) -> list:
     # fork: the jobs only launch solvers and parse text, and fork needs no __main__ guard
     # in the calling script (spawn does).
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context(method),
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         results = []
         for i, result in enumerate(pool.map(job, jobs)):
             results.append(result)
