@@ -78,7 +78,8 @@ def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
     made the climatology the slowest step of ``evaluate``. Each hour of day is read once;
     the daily means of every hour are smoothed together (per column, so the same)."""
     daily = {name: np.full((days.size, hours.size, *(da.sizes[d] for d in da.dims
-                                                      if d != "time")), np.nan, da.dtype)
+                                                      if d != "time")), np.nan,
+                             np.result_type(da.dtype, np.float32))  # integers: a float mean
              for name, da in ds.data_vars.items()}
     at = {int(d): i for i, d in enumerate(days)}
     for j, hour in enumerate(hours):
