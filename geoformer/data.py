@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from .atomic import atomic_write, atomic_write_zarr, checksummed
 from .checkpoints import STATISTICS_VERSION, check_format_version
 from .chunkreader import ChunkReader, read_states
+from .samples import collate, empty_sample
 from .normalization import (
     LATITUDE_INPUT,
     Normalizer,
@@ -192,11 +193,10 @@ class ForecastPairs(Dataset):
             readers, position, _ = self._chunks
             V, Z = len(self.upper_vars), len(self.levels)
             n = 1 + len(targets)
-            upper = np.empty((n, V, Z, *readers[0].shape[1:]), np.float32)
-            surface = np.empty((n, len(self.surface_vars), *readers[V].shape), np.float32)
+            upper = empty_sample(n, V, Z, *readers[0].shape[1:])  # shared in a worker
+            surface = empty_sample(n, len(self.surface_vars), *readers[V].shape)
             read_states(readers, V, self._chunks[2], [position[i] for i in (first, *targets)],
-                        upper, surface)
-            upper, surface = torch.from_numpy(upper), torch.from_numpy(surface)
+                        upper.numpy(), surface.numpy())
             return {"upper": upper[0], "surface": surface[0], "target_upper": upper[1:],
                     "target_surface": surface[1:], "time": stamp}
         upper, surface = self._state(first)
@@ -354,7 +354,7 @@ class GeoDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, drop_last=False,
+                          num_workers=self.num_workers, drop_last=False, collate_fn=collate,
                           persistent_workers=self.num_workers > 0,
                           # no draw from the global random state (see geoformer.resume)
                           generator=torch.Generator().manual_seed(0))

@@ -30,6 +30,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from .atomic import atomic_write
 from .checkpoints import load_checkpoint
+from .samples import collate
 
 __all__ = ["training_loader", "RandomStates", "AtomicCheckpointIO"]
 
@@ -52,7 +53,7 @@ def training_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
     # A generator of its own: otherwise each new iterator draws its worker seed from the
     # global torch state, and a resumed run would draw once more than the original.
     return _Loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                   persistent_workers=num_workers > 0,
+                   persistent_workers=num_workers > 0, collate_fn=collate,
                    generator=torch.Generator().manual_seed(seed))
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from geoformer.data import ForecastPairs, write_training_store
+from geoformer.resume import training_loader
 from geoformer.schema import STATIC, SURFACE, UPPER_AIR, VARIABLES
 
 LEVELS = [1000, 925, 850, 700, 600, 500, 400, 300, 250, 200, 150, 100, 50]
@@ -50,10 +51,8 @@ def synthetic_store(root: Path, n_time: int, grid=(121, 240)) -> Path:
 
 
 def rate(pairs: ForecastPairs, workers: int, samples: int) -> float:
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(pairs, batch_size=1, shuffle=True, num_workers=workers,
-                        persistent_workers=False)
+    # the loader GeoDataModule.train_dataloader serves (shuffled, its collate, batch 1)
+    loader = training_loader(pairs, batch_size=1, num_workers=workers)
     start, n = None, 0
     for _ in loader:
         if start is None:  # the workers' start-up is not the pipeline's rate
