@@ -154,7 +154,10 @@ class GPTModule(_FluidModule):
                 and t.particles < states.shape[2]):
             states, valid = _draw_particles(states, valid, t.particles)  # (B, T, p, F)
         v = valid[:, 1:] if valid is not None else None
-        pred = self.model(states[:, :-1], cond)  # (B, T-1, P, F_out)
+        inputs = states[:, :-1]  # (B, T-1, P, F)
+        if self.training and t.input_noise:
+            inputs = inputs + t.input_noise * torch.randn_like(inputs)
+        pred = self.model(inputs, cond)  # (B, T-1, P, F_out)
         target = _with_conditions(states[:, 1:], cond, cfg.out_features)
         out = {"loss": masked_mse(pred, target, v),
                "mse": masked_mse(pred[..., :3], target[..., :3], v),

@@ -28,6 +28,10 @@ class TrainConfig(_Config):
         ``stride`` apart (0: whole trajectories). The paper: 4 and 2.
     rollout_steps, rollout_weight: an extra multi-step loss over a free-running rollout of
         this many steps from the first step of each window (0: off).
+    input_noise: GPT only: standard deviation (in scaled units) of Gaussian noise added to
+        the teacher-forced input steps in training, the targets left clean, so the network
+        learns to pull a perturbed state back onto the path (Sanchez-Gonzalez et al. 2020's
+        remedy for error build-up in learned simulators; 0: off).
     particles: GPT with ``layout: particle`` only: train every batch on this many particles
         of each case, drawn at random (0: all of them). Each particle's path is its own
         sequence there, so a subset is a smaller batch of the same task.
@@ -51,6 +55,7 @@ class TrainConfig(_Config):
     stride: int = 0
     rollout_steps: int = 0
     rollout_weight: float = 0.0
+    input_noise: float = 0.0
     particles: int = 0
     magnitude_weight: float = 1.0
     batch_size: int = 16
@@ -79,6 +84,7 @@ class TrainConfig(_Config):
         need(self.stride >= 0, f"stride must be >= 0, found {self.stride}")
         need(self.rollout_steps >= 0 and self.rollout_weight >= 0,
              "rollout_steps and rollout_weight must be >= 0")
+        need(self.input_noise >= 0, f"input_noise must be >= 0, found {self.input_noise}")
         need(self.particles >= 0, f"particles must be >= 0, found {self.particles}")
         need(self.batch_size > 0 and self.max_epochs > 0,
              "batch_size and max_epochs must be positive")
