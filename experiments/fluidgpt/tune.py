@@ -7,7 +7,9 @@ and scored (trajectory MSE, m^2) on fold 0. The test cases are never seen (compa
         --workers 2 --output tune.csv
 
 Writes one row per trial (model, trial, settings, mse, r2, seconds, epochs) and prints each
-model's best. ``--only gpt`` runs one model's grid; ``--budget.epochs=5`` etc. override the
+model's best. ``--only gpt`` runs one model's grid; ``--epochs 40 80 160 320`` runs each
+model as the experiment sets it at each of those epoch budgets instead (the candidates of
+``budget.model_epochs``, the same for every model); ``--budget.epochs=5`` etc. override the
 experiment as in ``fluidgpt compare``. Every trial is the experiment parsed again with the
 trial's settings as overrides (``--models.gpt.train.lr=...``): the same schema and checks as
 ``fluidgpt compare`` and ``fluidgpt fit``.
@@ -46,7 +48,8 @@ def trials(model: str):
 
 def trial_overrides(model: str, settings: dict) -> list[str]:
     """The trial's settings in the experiment's override spelling."""
-    return [f"--models.{model}.{section}.{key}={value!r}"
+    return [f"--budget.model_epochs={{{model}: {value}}}" if (section, key) == ("budget", "epochs")
+            else f"--models.{model}.{section}.{key}={value!r}"
             for (section, key), value in settings.items()]
 
 
@@ -57,6 +60,10 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=2, help="trials run in parallel")
     ap.add_argument("--only", action="append", choices=sorted(GRIDS),
                     help="tune these models only (default: all)")
+    ap.add_argument("--epochs", type=int, nargs="+",
+                    help="instead of the grids: each model as the experiment sets it, at each "
+                         "of these epoch budgets (the same for every model), to choose "
+                         "budget.model_epochs")
     args, overrides = ap.parse_known_args(argv)  # the rest: --section.key=value
 
     config, _, _, ds, data, split = load_tuning_view(args.config, overrides)
@@ -65,7 +72,9 @@ def main(argv=None) -> None:
 
     jobs, meta = [], []
     for model in args.only or list(GRIDS):
-        for i, settings in enumerate(trials(model)):
+        grid = ([{("budget", "epochs"): e} for e in args.epochs] if args.epochs
+                else trials(model))
+        for i, settings in enumerate(grid):
             trial = load_experiment(args.config, [*overrides, *trial_overrides(model, settings)])
             job, = trajectory_jobs(model, trial, ds, data, split, out_of_fold=False)
             job.tag = f"{model} trial {i}"

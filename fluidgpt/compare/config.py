@@ -104,22 +104,31 @@ def _positive(section: str, values: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class BudgetSettings:
-    """The same budget for every training run of a stage: epochs, or wall-clock seconds
-    (then epochs is a cap and the schedules follow the clock); erosion_*: stage 2."""
+    """The budget of every training run of a stage: epochs, or wall-clock seconds (then
+    epochs is a cap and the schedules follow the clock); erosion_*: stage 2.
+
+    model_epochs: the epochs of these trajectory models instead of ``epochs``, each chosen
+    on the validation fold from the same candidates for every model (``tune.py --epochs``),
+    for models whose error still falls when others have begun to overfit.
+    """
 
     epochs: int | None = 150
     seconds: float | None = None
     erosion_epochs: int | None = 300
     erosion_seconds: float | None = None
+    model_epochs: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        _positive("budget", self.__dict__)
+        _positive("budget", {k: v for k, v in self.__dict__.items() if k != "model_epochs"})
+        _positive("budget.model_epochs", self.model_epochs or {})
 
-    def of(self, erosion: bool = False) -> tuple[float | None, int | None]:
-        """(seconds or None, epochs or None) of every training run of one stage."""
+    def of(self, erosion: bool = False,
+           model: str | None = None) -> tuple[float | None, int | None]:
+        """(seconds or None, epochs or None) of the training runs of one stage (of one
+        trajectory model: its ``model_epochs`` entry when it has one)."""
         if erosion:
             return self.erosion_seconds, self.erosion_epochs
-        return self.seconds, self.epochs
+        return self.seconds, (self.model_epochs or {}).get(model, self.epochs)
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,10 @@ def _canonical(spec: dict[str, Any]) -> dict[str, Any]:
 def _experiment(d: dict[str, Any]) -> Experiment:
     models = {k: _canonical(v) for k, v in (d.get("models") or {}).items() if v is not None}
     erosion = d.get("erosion") or {}
+    unknown = sorted(set((d["budget"] or {}).get("model_epochs") or {}) - set(models))
+    if unknown:
+        raise ConfigError(f"budget.model_epochs: {', '.join(map(repr, unknown))} is not a "
+                          f"model of this experiment (models: {', '.join(models)})")
     return Experiment(
         data=DataSettings(**d["data"]), split=SplitSettings(**d["split"]),
         budget=BudgetSettings(**d["budget"]), models=models,

@@ -194,7 +194,7 @@ def trajectory_jobs(kind: str, config: Experiment, ds: xr.Dataset, data: CaseTen
     """The runs of one trajectory model: one per fold (each trained without that fold and
     rolling it out) when ``out_of_fold``, then the final one (trained on every non-test case,
     rolling out the test cases)."""
-    seconds, epochs = config.budget.of()
+    seconds, epochs = config.budget.of(model=kind)
     folds: list[int | None] = list(range(split.n_folds)) if out_of_fold else []
     jobs = []
     for fold in [*folds, None]:
