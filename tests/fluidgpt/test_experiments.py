@@ -58,7 +58,7 @@ def test_fit_yaml_prints_its_config(capsys):
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"].endswith("GPTModule")
-    assert printed["trainer"]["max_epochs"] == 40 and printed["data"]["split"]["n_folds"] == 2
+    assert printed["trainer"]["max_epochs"] == 320 and printed["data"]["split"]["n_folds"] == 2
     assert "contract" not in printed["model"]["init_args"]  # linked from the data, not written
 
 
@@ -161,7 +161,8 @@ def test_compare_yaml_runs_an_epoch_on_the_mock_data(name, capsys, tmp_path, moc
     out = tmp_path / "compare.csv"
     code, _, err = run(capsys, "compare", "--config", str(EXPERIMENTS / f"{name}.yaml"),
                        f"--data.path={mock_path}", "--budget.epochs=1",
-                       "--budget.erosion_epochs=1", "--split.n_folds=2",
+                       "--budget.model_epochs=null", "--budget.erosion_epochs=1",
+                       "--split.n_folds=2",
                        "--runtime.workers=1", "--no_plots", "--output", str(out))
     assert code == 0, err
     table = pd.read_csv(out)
@@ -191,8 +192,8 @@ def test_fit_trains_what_compare_trains_from_the_same_section(tmp_path, mock_pat
                          "--trainer.max_epochs=2", "--erosion.model=null", *section,
                          f"--output={tmp_path / 'fit'}"])
     config = C.load_experiment(EXPERIMENTS / "demo.yaml", [
-        f"--data.path={mock_path}", "--budget.epochs=2", "--split.n_folds=2",
-        *(s.replace("--model.", "--models.gpt.") for s in section)])
+        f"--data.path={mock_path}", "--budget.epochs=2", "--budget.model_epochs={gpt: 2}",
+        "--split.n_folds=2", *(s.replace("--model.", "--models.gpt.") for s in section)])
     ds = C.load_data(config)
     data = case_tensors(ds, config.data.conditions)
     job, = C.trajectory_jobs("gpt", config, ds, data, C.split_of(ds, config, "block"), False)
