@@ -135,13 +135,12 @@ class ChunkReader:
         if size >= 16 and int.from_bytes(raw[12:16], "little") != size:
             raise self._error(key, f"the header gives {int.from_bytes(raw[12:16], 'little')}"
                                    f" compressed bytes, the file holds {size}")
-        try:
-            if found == total:
-                self.compressor.decode(raw, out=self._decoded)
-        except Exception as err:  # the codec's own error types
-            raise self._error(key, f"{type(err).__name__}: {err}") from err
         if found != total:
             raise self._error(key, f"expected {total} decompressed bytes, found {found}")
+        try:
+            self.compressor.decode(raw, out=self._decoded)
+        except Exception as err:  # the codec's own error types
+            raise self._error(key, f"{type(err).__name__}: {err}") from err
         data = self._decoded
         if self._crc is not None:
             stored, data = ((data[:4], data[4:]) if self._crc == "start"

@@ -9,6 +9,7 @@ value: the decode. Hand-written because torch has no public switch for either.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -21,11 +22,8 @@ def empty_sample(*shape: int) -> torch.Tensor:
     """An uninitialised float32 tensor; in a DataLoader worker, in shared memory."""
     if get_worker_info() is None:
         return torch.empty(shape, dtype=torch.float32)
-    numel = 1
-    for n in shape:
-        numel *= n
     # what torch's own collate does in a worker (torch.utils.data._utils.collate)
-    storage = torch.UntypedStorage._new_shared(numel * 4)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
     return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
 
 
