@@ -109,12 +109,15 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with one fused qkv projection (GPT-2)."""
 
-    def __init__(self, dim: int, n_head: int, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(self, dim: int, n_head: int, dropout: float = 0.0, bias: bool = True,
+                 attn_dropout: float | None = None) -> None:
+        """dropout: of the output projection; attn_dropout: of the attention weights (None:
+        the same, as GPT-2)."""
         super().__init__()
         self.n_head = n_head
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
-        self.dropout = dropout
+        self.dropout = dropout if attn_dropout is None else attn_dropout
         self.resid_drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None,
@@ -143,13 +146,14 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Linear(D, r D) -> tanh-GELU -> Linear(r D, D) -> dropout (GPT-2)."""
+    """Linear(D, r D) -> GELU -> Linear(r D, D) -> dropout (GPT-2: the tanh GELU)."""
 
-    def __init__(self, dim: int, ratio: float, dropout: float, bias: bool) -> None:
+    def __init__(self, dim: int, ratio: float, dropout: float, bias: bool,
+                 approximate: str = "tanh") -> None:
         super().__init__()
         hidden = int(dim * ratio)
         self.fc = nn.Linear(dim, hidden, bias=bias)
-        self.act = nn.GELU(approximate="tanh")
+        self.act = nn.GELU(approximate=approximate)
         self.proj = nn.Linear(hidden, dim, bias=bias)
         self.drop = nn.Dropout(dropout)
 
@@ -161,12 +165,12 @@ class Block(nn.Module):
     """Pre-LayerNorm decoder block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
 
     def __init__(self, dim: int, n_head: int, mlp_ratio: float, dropout: float,
-                 bias: bool) -> None:
+                 bias: bool, approximate: str = "tanh", attn_dropout: float | None = None) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, n_head, dropout, bias)
+        self.attn = CausalSelfAttention(dim, n_head, dropout, bias, attn_dropout)
         self.ln2 = nn.LayerNorm(dim)
-        self.mlp = MLP(dim, mlp_ratio, dropout, bias)
+        self.mlp = MLP(dim, mlp_ratio, dropout, bias, approximate)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:
@@ -188,12 +192,13 @@ class FluidGPT(nn.Module):
         super().__init__()
         self.config = cfg = config
         P, F, K, D = cfg.n_particles, cfg.n_features, cfg.n_conditions, cfg.width
+        approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         if cfg.layout == "particle":
             P = 1  # one particle per sequence
         self._tokens_per_step = P
         if cfg.embedding == "linear":
             self.state_embed = nn.Linear(P * F, D)
-            self.cond_embed = nn.Sequential(nn.Linear(K, D), nn.GELU(approximate="tanh"),
+            self.cond_embed = nn.Sequential(nn.Linear(K, D), nn.GELU(approximate=approximate),
                                             nn.Linear(D, D))
         n_pos = cfg.max_steps + cfg.prefix
         index = torch.arange(n_pos)
@@ -208,7 +213,8 @@ class FluidGPT(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            Block(D, cfg.n_head, cfg.mlp_ratio, cfg.dropout, cfg.bias) for _ in range(cfg.n_layer))
+            Block(D, cfg.n_head, cfg.mlp_ratio, cfg.dropout, cfg.bias, approximate,
+                  cfg.attn_dropout) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(D)
         self.head = nn.Linear(D, P * cfg.out_features)
         self.apply(self._init_weights)

@@ -51,6 +51,13 @@ class GPTConfig(_Config):
         by all particles. The tracked particles are one-way coupled and never collide, so a
         path depends only on its own start and the conditions: "particle" learns one map
         from P times as many examples (learned embeddings only).
+    activation: the MLP's (and the condition embedding's) GELU: "gelu_tanh", GPT-2's tanh
+        approximation, or "gelu", the exact erf form (BERT, ViT). They differ by under 1e-3;
+        on an AVX2 CPU the exact one runs about 2.5x faster forward and backward.
+    dropout, attn_dropout: dropout of the embeddings, residual branches and MLP, and of the
+        attention weights (None: ``dropout``, as GPT-2). With attention dropout, torch's
+        scaled_dot_product_attention leaves its fused CPU kernel: measured at the demo's
+        sizes on one AVX2 core, 6.1 ms forward against 0.93 ms without.
     """
 
     label: ClassVar[str] = "GPT"
@@ -67,12 +74,14 @@ class GPTConfig(_Config):
     n_head: int = 8
     mlp_ratio: float = 4.0
     dropout: float = 0.1
+    attn_dropout: float | None = None
     max_steps: int = 64  # longest position index + 1 (learned, rotary and fixed tables)
     context: int = 0
     residual: bool = True
     predict_conditions: bool = False
     bias: bool = True
     layout: str = "case"
+    activation: str = "gelu_tanh"
     name: str = field(default="custom", compare=False)
 
     @property
@@ -111,6 +120,8 @@ class GPTConfig(_Config):
              "raw tokens carry the conditions by repeating them for every particle and learned "
              f"embeddings add or prefix them: embedding={self.embedding!r} does not go with "
              f"conditioning={self.conditioning!r}")
+        need(self.activation in ("gelu_tanh", "gelu"),
+             f"activation must be 'gelu_tanh' or 'gelu', found {self.activation!r}")
         need(self.layout in ("case", "particle"),
              f"layout must be 'case' or 'particle', found {self.layout!r}")
         need(self.layout == "case" or self.embedding == "linear",
@@ -135,6 +146,8 @@ class GPTConfig(_Config):
         need(self.positions != "rotary" or (self.width // self.n_head) % 2 == 0,
              f"rotary positions need an even head size, found {self.width // self.n_head}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), found {self.dropout}")
+        need(self.attn_dropout is None or 0.0 <= self.attn_dropout < 1.0,
+             f"attn_dropout must be None or in [0, 1), found {self.attn_dropout}")
         need(self.mlp_ratio > 0, f"mlp_ratio must be positive, found {self.mlp_ratio}")
         need(self.max_steps > 0, f"max_steps must be positive, found {self.max_steps}")
         need(0 <= self.context <= self.max_steps,

@@ -8,6 +8,7 @@ import torch
 
 from fluidgpt.config import ConfigError, GPTConfig
 from fluidgpt.gpt import (
+    CausalSelfAttention,
     FluidGPT,
     KVCache,
     apply_rotary,
@@ -23,6 +24,7 @@ CONFIGS = {
     "sinusoidal-absolute": {"positions": "sinusoidal", "residual": False},
     "window": {"context": 4},
     "particle": {"layout": "particle"},
+    "exact-gelu": {"activation": "gelu"},
 }
 
 
@@ -254,6 +256,8 @@ def test_preset_overrides_resize_the_raw_token():
     ({"dropout": 1.0}, r"dropout"),
     ({"context": 20}, r"context must be in \[0, max_steps=16\]"),
     ({"layout": "grid"}, r"layout must be 'case' or 'particle'"),
+    ({"activation": "relu"}, r"activation must be 'gelu_tanh' or 'gelu', found 'relu'"),
+    ({"attn_dropout": 1.0}, r"attn_dropout must be None or in \[0, 1\), found 1.0"),
 ])
 def test_bad_configurations_fail_with_a_clear_message(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -301,3 +305,43 @@ def test_case_layout_mixes_the_particles():
 def test_particle_layout_needs_a_learned_embedding():
     with pytest.raises(ConfigError, match=r"layout 'particle' needs a learned embedding"):
         GPTConfig.from_preset("paper", n_particles=4, layout="particle")
+
+
+@pytest.mark.parametrize("activation,gelu", [
+    ("gelu_tanh", lambda h: 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi)
+                                                      * (h + 0.044715 * h ** 3)))),
+    ("gelu", lambda h: 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))),
+])
+def test_mlp_activation_is_the_configured_gelu(activation, gelu):
+    model = FluidGPT(gpt_config(activation=activation)).eval()
+    mlp = model.blocks[0].mlp
+    x = 10 * torch.randn(2, 5, model.config.width, generator=torch.Generator().manual_seed(1))
+    expected = mlp.proj(gelu(mlp.fc(x)))
+    torch.testing.assert_close(mlp(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_default_activation_is_gpt2s_tanh_gelu_so_older_checkpoints_rebuild_the_same():
+    assert GPTConfig().activation == "gelu_tanh"
+    assert GPTConfig.from_dict({k: v for k, v in GPTConfig().to_dict().items()
+                                if k != "activation"}).activation == "gelu_tanh"
+
+
+@pytest.mark.parametrize("attn_dropout,dropped", [(None, True), (0.0, False), (0.5, True)])
+def test_attention_weight_dropout_follows_attn_dropout(attn_dropout, dropped):
+    """attn_dropout None takes ``dropout`` (GPT-2); 0 keeps every attention weight in
+    training, whatever the residual dropout."""
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(8, 2, dropout=0.5, attn_dropout=attn_dropout)
+    attn.resid_drop = torch.nn.Identity()  # the residual dropout aside
+    x = torch.randn(3, 7, 8)
+    reference = attn.eval()(x)
+    attn.train()
+    assert torch.equal(attn(x), reference) is not dropped
+    if dropped:
+        assert not torch.equal(attn(x), attn(x))
+
+
+def test_attn_dropout_is_read_from_the_config():
+    model = FluidGPT(gpt_config(dropout=0.2, attn_dropout=0.0))
+    assert [b.attn.dropout for b in model.blocks] == [0.0] * model.config.n_layer
+    assert [b.attn.dropout for b in FluidGPT(gpt_config(dropout=0.2)).blocks][0] == 0.2
