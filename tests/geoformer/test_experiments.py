@@ -94,7 +94,15 @@ def test_the_pretrained_plan_trains_and_exports_slim_checkpoints(tmp_path, tiny_
     assert config["trainer"]["gradient_clip_val"] == 1.0
     assert config["trainer"]["max_steps"] == 150
     assert config["init_from"] == str(checkpoints["geoformer-24h"])
-    assert set(plan["export"]) == {"geoformer-24h-rollout", "geoformer-6h"}
+    five = torch.load(checkpoints["geoformer-24h-rollout5"], weights_only=True)["hyper_parameters"]
+    assert five["contract"]["rollout_steps"] == 5 and five["lr"] == 5e-4
+    config = yaml.safe_load((tmp_path / "runs" / "geoformer-24h-rollout5" / "config.yaml")
+                            .read_text())
+    assert config["trainer"]["max_steps"] == 300 and config["data"]["batch_size"] == 2
+    assert config["init_from"] == str(checkpoints["geoformer-24h-rollout"])
+    assert plan["export"] == {"geoformer-24h-rollout5": "geoformer/pretrained/held_suarez_24h.ckpt",
+                              "geoformer-6h": "geoformer/pretrained/held_suarez_6h.ckpt"}
+    assert plan["forecast"]["runs"] == ["geoformer-24h-rollout5", "geoformer-6h"]
     slim = export_checkpoint(checkpoints["geoformer-24h-rollout"], tmp_path / "slim.ckpt")
     content = torch.load(slim, weights_only=True)
     assert "optimizer_states" not in content and content["hyper_parameters"] == hp

@@ -1,0 +1,91 @@
+"""Choose a longer rollout fine-tuning of the shipped 24 h model on validation initial times only.
+
+    .venv/bin/python experiments/geoformer/tune_rollout.py --rollout-steps 5 --train-steps 100 \\
+        --lr 2.5e-4 --batch-size 8 --output tune-rollout
+
+Each trial starts from geoformer/pretrained/held_suarez_24h.ckpt (weights only), trains that
+many seeded optimiser steps on K-step (K x 24 h) rollouts with the demo's fit config
+(experiments/geoformer/demo.yaml: cosine over the steps, warm-up, gradient clipping at 1.0),
+then forecasts 5 days from initial times spread over the recipe's validation period (never
+the test period the demo scores). Printed per trial (JSON lines): the RMSE of Z500 and T850
+at 24, 72 and 120 h of the starting checkpoint, of the fine-tuned one and of damped
+persistence (fitted on the training period). Checkpoints are left under --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geoformer.demo import fit_args
+from geoformer.evaluation import evaluate
+from geoformer.forecast import forecast, load_models
+from geoformer.sources.held_suarez import load_or_build_held_suarez, load_recipe, split_slices
+from geoformer.train import run as run_fit
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "geoformer" / "pretrained" / "held_suarez_24h.ckpt"
+FIELDS = {"z500": ("geopotential", 500.0), "t850": ("temperature", 850.0)}
+LEADS = (24, 72, 120)
+
+
+def scores(table: pd.DataFrame, name: str) -> dict[str, float]:
+    out = {}
+    for key, (variable, level) in FIELDS.items():
+        for lead in LEADS:
+            rows = table[(table["forecast"] == name) & (table["metric"] == "rmse")
+                         & (table["variable"] == variable) & (table["level"] == level)
+                         & (table["lead_time_hours"] == lead) & (table["region"] == "global")]
+            out[f"{key}_{lead}h"] = round(float(rows["value"].iloc[0]), 3)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rollout-steps", type=int, nargs="+", default=[5])
+    p.add_argument("--train-steps", type=int, default=100)
+    p.add_argument("--lr", type=float, default=2.5e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--initial-times", type=int, default=12)
+    p.add_argument("--output", default="tune-rollout")
+    a = p.parse_args()
+    recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
+    store = str(load_or_build_held_suarez(recipe=recipe))
+    splits = split_slices(recipe)
+    val = pd.date_range(splits["validation"].start,
+                        pd.Timestamp(splits["validation"].stop) - pd.Timedelta(days=5), freq="6h")
+    pick = np.unique(np.linspace(0, len(val) - 1, a.initial_times).round().astype(int))
+    inits = list(val[pick])
+    train = [splits["train"].start, splits["train"].stop]
+
+    def score(checkpoint: Path) -> pd.DataFrame:
+        fc = forecast(load_models([checkpoint]), store, inits, lead_time="5d", every="24h")
+        return evaluate(fc, store, train_period=train, climatology_kind="time_mean",
+                        references=("damped_persistence",))
+
+    start = score(SHIPPED)
+    print(json.dumps({"trial": "shipped", "period": "validation", "initial_times": len(inits),
+                      **scores(start, "model")}), flush=True)
+    print(json.dumps({"trial": "damped_persistence", **scores(start, "damped_persistence")}),
+          flush=True)
+    for k in a.rollout_steps:
+        name = f"rollout{k}-{a.train_steps}steps-lr{a.lr:g}-b{a.batch_size}"
+        run = {"name": name, "args": [
+            "--data.lead_hours=24", "--trainer.max_time=null",
+            f"--trainer.max_steps={a.train_steps}", "--model.schedule=steps",
+            f"--trainer.limit_train_batches={a.train_steps}",  # one epoch: ends in a validation
+            f"--data.rollout_steps={k}", f"--data.batch_size={a.batch_size}",
+            f"--model.lr={a.lr}", "--model.warmup_steps=20",
+            "--trainer.gradient_clip_val=1.0", f"--init_from={SHIPPED}"]}
+        cli = run_fit(fit_args(ROOT / "experiments" / "geoformer" / "demo.yaml", run, store,
+                               splits, Path(a.output)))
+        print(json.dumps({"trial": name, "checkpoint": str(cli.final),
+                          **scores(score(cli.final), "model")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
