@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -65,7 +64,7 @@ from .datainfo import DataInfo, DataInfoCallback
 from .module import MODULES, ErosionModule, SequenceModule, StopAtThreshold
 from .modulebase import _FluidModule
 from .parsing import FluidArgumentParser, one_line_errors
-from .resume import RandomStates
+from .resume import RandomStates, ResumableCheckpoint
 
 __all__ = ["FluidCLI", "run_fit", "TRAINER_DEFAULTS"]
 
@@ -133,8 +132,8 @@ class FluidCLI(LightningCLI):
         every = cfg.checkpoint.every_n_steps
         timer = {"every_n_train_steps": every} if every else {
             "train_time_interval": timedelta(seconds=cfg.checkpoint.every_seconds)}
-        last = ModelCheckpoint(dirpath=Path(cfg.output) / "checkpoints", save_top_k=0,
-                               save_last=True, **timer)
+        last = ResumableCheckpoint(dirpath=Path(cfg.output) / "checkpoints", save_top_k=0,
+                                   save_last=True, **timer)
         callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks")
         callbacks = list(callbacks) if isinstance(callbacks, list | tuple) else \
             [] if callbacks is None else [callbacks]
