@@ -113,11 +113,13 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     inverse of the kept fraction. On the CPU p is rounded to a multiple of 2^-16 (p = 0.1:
     0.1000061); elsewhere this is ``F.dropout``.
 
-    Hand-written because torch's CPU dropout draws one float Bernoulli per element (12 % of
-    the GPT's CPU training step, docs/fluidgpt.md); here each 64-bit draw of the generator
-    gives four 16-bit uniforms compared with a threshold (0.72 against 1.75 ms for 320 k
-    elements, one thread).
+    Hand-written because torch's CPU dropout draws one float Bernoulli per element (its
+    ``bernoulli_`` took 12 % of the GPT's CPU training step in a profile); here each 64-bit
+    draw of the generator gives four 16-bit uniforms compared with a threshold (0.72 against
+    1.75 ms for 320 k elements, one thread; docs/fluidgpt.md, "The GPT's training step").
     """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], found {p}")
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or p >= 1.0:
@@ -138,6 +140,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, p: float = 0.0) -> Tensor:
     with its slower dropout.
     """
     T, S = q.shape[-2], k.shape[-2]
+    if S < T:
+        raise ValueError(f"attention needs at least as many keys as queries, found {S} < {T}")
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, nh, T, S)
     if T > 1:
         seen = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
