@@ -98,7 +98,10 @@ def test_the_pretrained_plan_trains_and_exports_slim_checkpoints(tmp_path, tiny_
     assert five["contract"]["rollout_steps"] == 5 and five["lr"] == 5e-4
     config = yaml.safe_load((tmp_path / "runs" / "geoformer-24h-rollout5" / "config.yaml")
                             .read_text())
-    assert config["trainer"]["max_steps"] == 300 and config["data"]["batch_size"] == 2
+    assert config["trainer"]["max_steps"] == 300
+    rollout5 = next(r for r in load_plan(EXPERIMENTS / "pretrained_plan.yaml")["runs"]
+                    if r["name"] == "geoformer-24h-rollout5")
+    assert "--data.batch_size=8" in rollout5["args"] and "--model.lr=5.0e-4" in rollout5["args"]
     assert config["init_from"] == str(checkpoints["geoformer-24h-rollout"])
     assert plan["export"] == {"geoformer-24h-rollout5": "geoformer/pretrained/held_suarez_24h.ckpt",
                               "geoformer-6h": "geoformer/pretrained/held_suarez_6h.ckpt"}
@@ -125,3 +128,6 @@ def test_the_shipped_checkpoints_load_safely_and_match_the_demo():
     leads = sorted(load_module(PRETRAINED_DIR / n).hparams["contract"]["lead_hours"]
                    for n in plan["pretrained"])
     assert leads == [6, 24]
+    # the 24 h model is the plan's last 24 h stage: fine-tuned on 5-step (120 h) rollouts
+    day = load_module(PRETRAINED_DIR / "held_suarez_24h.ckpt").hparams["contract"]
+    assert day["rollout_steps"] == 5
