@@ -7,9 +7,11 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import dask
 import numcodecs
 import xarray as xr
 
@@ -73,6 +75,13 @@ def atomic_write_zarr(ds: xr.Dataset, path: str | Path, overwrite: bool = False,
     checksummed) with :func:`atomic_write`: a failure leaves nothing behind."""
     ds = ds.drop_encoding()  # a zarr v3 source's codecs (serializer, ...) are not v2's
     encoding = checksummed(ds, encoding)
-    return atomic_write(path, lambda tmp: ds.to_zarr(tmp, mode="w", encoding=encoding,
-                                                     consolidated=True, zarr_format=2),
-                        overwrite=overwrite)
+
+    def write(tmp: Path) -> None:
+        # dask's threaded scheduler raises at a chunk's failure while other chunks are still
+        # being written; a straggler then recreated the removed temporary store (seen in CI:
+        # a '.c.zarr.tmp-*' left after a climatology of a corrupted store). Leaving a private
+        # pool's with-block waits for those chunks, so the cleanup comes after the last one.
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool, dask.config.set(pool=pool):
+            ds.to_zarr(tmp, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
+
+    return atomic_write(path, write, overwrite=overwrite)
