@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -144,7 +143,12 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
     from .forecast import forecast, write_forecast
     from .plots import has_land, map_title, plot_maps, plot_scores
     from .schema import open_dataset
-    from .sources.held_suarez import load_or_build_held_suarez, load_recipe, split_slices
+    from .sources.held_suarez import (
+        load_or_build_held_suarez,
+        load_recipe,
+        split_slices,
+        spread_initial_times,
+    )
 
     plan = load_plan(plan_path)
     out = Path(output or plan["output"])
@@ -170,11 +174,7 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
                                     "pretrained` (experiments/geoformer/pretrained_plan.yaml)")
 
     fc_cfg = plan["forecast"]
-    lead_hours = pd.Timedelta(fc_cfg["lead_time"])
-    test = pd.date_range(splits["test"].start, pd.Timestamp(splits["test"].stop) - lead_hours,
-                         freq="6h")
-    pick = np.linspace(0, len(test) - 1, fc_cfg["initial_times"]).round().astype(int)
-    inits = list(test[np.unique(pick)])
+    inits = spread_initial_times(splits["test"], fc_cfg["lead_time"], fc_cfg["initial_times"])
     what = "the shipped checkpoints" if shipped else "the trained runs"
     print(f"== forecasting {fc_cfg['lead_time']} from {len(inits)} held-out initial times "
           f"with {what}")

@@ -15,12 +15,16 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from geoformer.evaluation import evaluate
 from geoformer.forecast import forecast, load_models
-from geoformer.sources.held_suarez import load_or_build_held_suarez, load_recipe, split_slices
+from geoformer.sources.held_suarez import (
+    load_or_build_held_suarez,
+    load_recipe,
+    split_slices,
+    spread_initial_times,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {"z500": ("geopotential", 500.0), "t850": ("temperature", 850.0)}
@@ -42,10 +46,7 @@ def main() -> None:
     recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
     store = str(load_or_build_held_suarez(recipe=recipe))
     splits = split_slices(recipe)
-    val = pd.date_range(splits["validation"].start,
-                        pd.Timestamp(splits["validation"].stop) - pd.Timedelta(days=5), freq="6h")
-    pick = np.unique(np.linspace(0, len(val) - 1, a.initial_times).round().astype(int))
-    inits = list(val[pick])
+    inits = spread_initial_times(splits["validation"], "120h", a.initial_times)
     models = load_models([ROOT / "geoformer" / "pretrained" / f"held_suarez_{h}.ckpt"
                           for h in ("24h", "6h")])
     train = [splits["train"].start, splits["train"].stop]

@@ -58,6 +58,7 @@ from .recipe import (
     recipe_hash,
     resolve_recipe,
     split_slices,
+    spread_initial_times,
 )
 from .recipe import FORMAT_VERSION as FORMAT_VERSION
 from .simulation import SigmaLevelFields
@@ -78,6 +79,7 @@ __all__ = [
     "sigma_to_pressure",
     "simulate_held_suarez",
     "split_slices",
+    "spread_initial_times",
     "summarize_held_suarez",
     "to_pressure_dataset",
 ]

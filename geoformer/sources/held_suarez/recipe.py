@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -99,6 +100,17 @@ def split_slices(recipe: dict | None = None) -> dict[str, slice]:
     """{'train': slice(first, last), ...}: inclusive time ranges for ``ds.sel(time=...)``."""
     splits = resolve_recipe(recipe)["splits"]
     return {name: slice(*splits[name]) for name in _SPLITS}
+
+
+def spread_initial_times(span: slice, lead_time: str | pd.Timedelta, n: int,
+                         every: str = "6h") -> list[pd.Timestamp]:
+    """At most ``n`` initial times spread evenly over ``span`` (a :func:`split_slices`
+    entry), first and last included, on the ``every`` grid, each early enough for its
+    forecast of ``lead_time`` to stay in the span."""
+    times = pd.date_range(span.start, pd.Timestamp(span.stop) - pd.Timedelta(lead_time),
+                          freq=every)
+    pick = np.unique(np.linspace(0, len(times) - 1, n).round().astype(int))
+    return list(times[pick])
 
 
 def _check_simulation(recipe: dict) -> None:
