@@ -98,12 +98,25 @@ class ResumableCheckpoint(ModelCheckpoint):
     a resumed run re-enters the old epoch for one batch and then opens one more loader pass
     than the uninterrupted run. Each pass draws a seed from the global random state, so
     dropout drifts after it. This was measured: a fit killed after the checkpoint of step 8 (the
-    last of its epoch) resumed to other weights, while kills at mid-epoch steps did not. The
-    save of the next batch follows, so a crash in between costs one step."""
+    last of its epoch) resumed to other weights, while kills at mid-epoch steps did not. A save
+    due there is made at the next batch, so a crash in between costs one step (and a step
+    interval that divides the epoch still saves)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred = False
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        every = self._every_n_train_steps
+        due = every >= 1 and trainer.global_step % every == 0
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._deferred = self._deferred or due
             return
+        if self._deferred and not due:  # the save the epoch's last batch put off
+            self._deferred = False
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            return
+        self._deferred = False
         super().on_train_batch_end(trainer, *args, **kwargs)
 
 

@@ -127,3 +127,23 @@ def test_last_ckpt_is_not_written_at_the_last_batch_of_an_epoch(data, tmp_path, 
     every = set(range(1, EPOCHS * PER_EPOCH + 1))
     assert set(saved) == every - {PER_EPOCH * k for k in range(1, EPOCHS + 1)}
     assert (tmp_path / "fit" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_save_put_off_at_the_epochs_last_batch_is_made_at_the_next(data, tmp_path,
+                                                                      monkeypatch):
+    """Saving every PER_EPOCH steps would otherwise never save (every due step is an epoch's
+    last): the saves come one step later."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from fluidgpt.fitcli import run_fit
+
+    saved, original = [], ModelCheckpoint._save_last_checkpoint
+
+    def record(self, trainer, *args, **kwargs):
+        saved.append(trainer.global_step)
+        return original(self, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(ModelCheckpoint, "_save_last_checkpoint", record)
+    argv = [a for a in _fit(data, tmp_path / "fit")[3:] if not a.startswith("--checkpoint.")]
+    run_fit([*argv, f"--checkpoint.every_n_steps={PER_EPOCH}"])
+    assert saved == [PER_EPOCH * k + 1 for k in range(1, EPOCHS)]
