@@ -1,7 +1,7 @@
 """Choose a longer rollout fine-tuning of the shipped 24 h model on validation initial times only.
 
     .venv/bin/python experiments/geoformer/tune_rollout.py --rollout-steps 5 --train-steps 100 \\
-        --lr 2.5e-4 --batch-size 8 --init OLD_24H.ckpt --output tune-rollout
+        --lr 2.5e-4 --batch-size 8 --init OLD_24H.ckpt --output tune-rollout [--overwrite]
 
 Each trial starts from --init (weights only; default geoformer/pretrained/held_suarez_24h.ckpt,
 which since 2026-12-02 is the 5-step model this script chose; the 3-step model it started
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +62,20 @@ def main() -> None:
     p.add_argument("--initial-times", type=int, default=12)
     p.add_argument("--output", default="tune-rollout")
     p.add_argument("--init", type=Path, default=SHIPPED, help="the 24 h checkpoint to start from")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier --output")
     a = p.parse_args()
+    problem = next((text for bad, text in (
+        (not a.init.is_file(), f"--init: expected a checkpoint file, found no file {a.init}"),
+        (min(a.rollout_steps) < 1 or a.train_steps < 1 or a.batch_size < 1
+         or a.initial_times < 1, "--rollout-steps, --train-steps, --batch-size and "
+         "--initial-times: expected positive integers"),
+        (not a.lr > 0, f"--lr: expected a positive learning rate, found {a.lr}"),
+        (Path(a.output).is_dir() and any(Path(a.output).iterdir()) and not a.overwrite,
+         f"--output: {a.output} holds files of an earlier run; pass --overwrite"),
+    ) if bad), None)
+    if problem:
+        print(f"tune_rollout.py: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
     store = str(load_or_build_held_suarez(recipe=recipe))
     splits = split_slices(recipe)

@@ -1,0 +1,30 @@
+"""experiments/geoformer/tune_rollout.py refuses bad arguments in one line, exit 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "geoformer" / "tune_rollout.py"
+
+
+def _earlier(tmp: Path) -> list[str]:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "old.txt").write_text("earlier")
+    return ["--output", str(tmp / "out")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda tmp: ["--init", str(tmp / "missing.ckpt")], "--init: expected a checkpoint file"),
+    (lambda tmp: ["--train-steps", "0"], "expected positive integers"),
+    (lambda tmp: ["--lr", "0"], "--lr: expected a positive learning rate, found 0.0"),
+    (_earlier, "holds files of an earlier run; pass --overwrite"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(args, message, tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), *args(tmp_path)], capture_output=True,
+                          text=True)
+    lines = [line for line in done.stderr.splitlines() if "Warning" not in line]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("tune_rollout.py: ") and message in lines[0]
+    assert [p.name for p in tmp_path.rglob("*")] in ([], ["out", "old.txt"])
