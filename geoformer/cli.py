@@ -31,7 +31,11 @@ def run_training(argv: Sequence[str]) -> int:
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     if args.which == "held-suarez":
-        from .sources.held_suarez import build_held_suarez, load_or_build_held_suarez
+        from .sources.held_suarez import (
+            build_held_suarez,
+            check_reference_build,
+            load_or_build_held_suarez,
+        )
 
         recipe = read_yaml(args.recipe) if args.recipe else None
         if recipe is not None and not isinstance(recipe, dict):
@@ -43,6 +47,10 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         else:
             path = load_or_build_held_suarez(recipe=recipe)
         print(f"Held-Suarez dataset: {path}")
+        import xarray as xr
+
+        with xr.open_zarr(path) as ds:
+            print(f"note: {check_reference_build(ds).message}")
         return 0
     from .data import write_training_store
     from .schema import SchemaError

@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset
 from .atomic import atomic_write, atomic_write_zarr, checksummed
 from .checkpoints import STATISTICS_VERSION, check_format_version
 from .chunkreader import ChunkReader, read_states
-from .samples import collate, empty_sample
 from .normalization import (
     LATITUDE_INPUT,
     Normalizer,
@@ -32,6 +31,7 @@ from .normalization import (
     normalized_constants,
 )
 from .resume import training_loader
+from .samples import collate, empty_sample
 from .schema import STATIC, SURFACE, UPPER_AIR, VARIABLES, SchemaError, standardize, validate
 from .state import State
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import xarray as xr
 import yaml
 
 from .config import ConfigError
@@ -144,6 +145,7 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
     from .plots import has_land, map_title, plot_maps, plot_scores
     from .schema import open_dataset
     from .sources.held_suarez import (
+        check_reference_build,
         load_or_build_held_suarez,
         load_recipe,
         split_slices,
@@ -161,6 +163,8 @@ def run_demo(config: str | Path, plan_path: str | Path, output: str | Path | Non
     print("== dataset: Held-Suarez (dinosaur), built once and cached")
     store = str(load_or_build_held_suarez(recipe=recipe))
     print(f"   {store}")
+    with xr.open_zarr(store) as ds:
+        print(f"   {check_reference_build(ds).message}")
     splits = split_slices(recipe)
 
     trained = train_runs(plan, config, store, splits, out / "runs")

@@ -27,6 +27,7 @@ Files, in the order the data flows (each imports only the ones before it):
 - ``recipe.py``: the default recipe, its validation and hash, the splits and the time axis;
 - ``simulation.py``: the dinosaur driver, yielding :class:`SigmaLevelFields` on model levels;
 - ``postprocess.py``: grid, hydrostatics, sigma -> pressure levels and the CF dataset contract;
+- ``reference.py``: whether a store is the reference build (the one the docs' scores use);
 - ``cache.py``: the whole chain in memory (:func:`simulate_held_suarez`), into an atomic zarr
   store (:func:`build_held_suarez`), or through the on-disk cache
   (:func:`load_or_build_held_suarez`).
@@ -61,19 +62,24 @@ from .recipe import (
     spread_initial_times,
 )
 from .recipe import FORMAT_VERSION as FORMAT_VERSION
-from .simulation import SigmaLevelFields
+from .reference import check_reference_build, fingerprint
+from .simulation import PINNED_ISA, SigmaLevelFields, pin_xla_isa
 
 __all__ = [
     "DEFAULT_RECIPE",
     "PRESSURE_LEVELS_HPA",
     "SigmaLevelFields",
+    "PINNED_ISA",
     "build_held_suarez",
+    "check_reference_build",
     "default_cache_dir",
     "equiangular_latitudes",
     "equiangular_longitudes",
+    "fingerprint",
     "geopotential_on_sigma",
     "load_or_build_held_suarez",
     "load_recipe",
+    "pin_xla_isa",
     "recipe_hash",
     "resolve_recipe",
     "sigma_to_pressure",

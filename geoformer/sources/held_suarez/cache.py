@@ -17,7 +17,7 @@ import xarray as xr
 from ...atomic import atomic_write, checksummed
 from .postprocess import _global_attrs, to_pressure_dataset
 from .recipe import DEFAULT_RECIPE, _check_simulation, recipe_hash, resolve_recipe
-from .simulation import _dinosaur_version, _simulate_blocks
+from .simulation import _dinosaur_version, _simulate_blocks, pin_xla_isa
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ def simulate_held_suarez(
         "grid": {"latitudes": grid[0], "longitudes": grid[1]}, "start": start,
     }
     _check_simulation(recipe)
+    isa = pin_xla_isa()
     blocks = [to_pressure_dataset(b) for b in _simulate_blocks(recipe)]
     ds = xr.concat(blocks, dim="time", data_vars="minimal", coords="minimal",
                    compat="override", join="exact")
-    ds.attrs = _global_attrs(recipe, _dinosaur_version())
+    ds.attrs = _build_attrs(recipe, isa)
     return ds
 
 
@@ -79,8 +80,15 @@ def build_held_suarez(
     return atomic_write(path, lambda tmp: _write_store(tmp, recipe), overwrite=overwrite)
 
 
-def _write_store(tmp: Path, recipe: dict) -> None:
+def _build_attrs(recipe: dict, isa: str) -> dict[str, str]:
     attrs = _global_attrs(recipe, _dinosaur_version())
+    attrs["xla_cpu_max_isa"] = isa  # "SSE4_2": the same simulation on any x86-64 machine
+    attrs["history"] += f"; XLA CPU code generation: {isa}"
+    return attrs
+
+
+def _write_store(tmp: Path, recipe: dict) -> None:
+    attrs = _build_attrs(recipe, pin_xla_isa())
     attrs["recipe_hash"] = recipe_hash(recipe)
     for index, fields in enumerate(_simulate_blocks(recipe)):
         ds = to_pressure_dataset(fields, attrs=attrs)
