@@ -88,6 +88,8 @@ def fake_simulation(monkeypatch):
             yield fake_fields(times[first:first + block_size], sigma, H, W, seed=first)
 
     monkeypatch.setattr(hs.cache, "_simulate_blocks", simulate_blocks)
+    # In this process, where the fake is: the pinned child process would run dinosaur.
+    monkeypatch.setattr(hs.cache, "run_build", hs.isolated.run_in_process)
     return runs
 
 

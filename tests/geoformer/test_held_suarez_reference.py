@@ -1,11 +1,11 @@
 """The Held-Suarez build is the same simulation on any x86-64 machine, and says whether it is.
 
-XLA's CPU code generation is pinned to SSE4.2 before jax starts (a fresh process is needed to
-see it: jax reads XLA_FLAGS once), and a store's fingerprint tells the reference build apart.
+The build runs in a child process whose CPU-chosen code paths (XLA's code generation,
+OpenBLAS's kernels, numpy's SIMD dispatch) are pinned, and a store's fingerprint tells the
+reference build apart.
 """
 
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -15,66 +15,79 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from geoformer.sources.held_suarez import isolated
 from geoformer.sources.held_suarez import reference as fp
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
-def _fresh(code: str, flags: str | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    if flags is not None:
-        env["XLA_FLAGS"] = flags
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-PIN = """
-import json, os
-from geoformer.sources.held_suarez import pin_xla_isa
-{before}
-print(json.dumps({{"isa": pin_xla_isa(), "flags": os.environ.get("XLA_FLAGS")}}))
-"""
-
-
-@pytest.mark.skipif(not X86, reason="the pin is for x86-64 code generation")
-def test_a_fresh_process_is_pinned_to_sse42_and_keeps_other_flags():
-    got = _fresh(PIN.format(before=""), flags="--xla_cpu_use_xnnpack=false")
-    assert got["isa"] == "SSE4_2"
-    assert got["flags"].split() == ["--xla_cpu_use_xnnpack=false", "--xla_cpu_max_isa=SSE4_2"]
-
-
-def test_a_users_own_isa_flag_is_kept_and_reported():
-    got = _fresh(PIN.format(before=""), flags="--xla_cpu_max_isa=AVX2")
-    assert got == {"isa": "AVX2", "flags": "--xla_cpu_max_isa=AVX2"}
-
-
-@pytest.mark.skipif(not X86, reason="the pin is for x86-64 code generation")
-def test_jax_started_before_the_build_cannot_be_pinned_and_says_host():
-    before = "import jax.numpy as jnp; jnp.ones(2).sum().block_until_ready()"
-    got = _fresh(PIN.format(before=before))
-    assert got == {"isa": "host", "flags": None}
-
-
-@pytest.mark.skipif(not X86, reason="the pin is for x86-64 code generation")
-def test_a_store_built_in_a_fresh_process_records_the_pinned_code_generation(tmp_path):
-    pytest.importorskip("dinosaur")
-    code = f"""
-import json
-from geoformer.sources.held_suarez import build_held_suarez
-import xarray as xr
-recipe = {{"spinup_days": 0.25, "days": 0.75, "sigma_levels": 8, "splits": {{
+TINY = {"spinup_days": 0.25, "days": 0.75, "sigma_levels": 8, "splits": {
     "train": ["2000-01-01T00:00", "2000-01-01T00:00"],
     "validation": ["2000-01-01T06:00", "2000-01-01T06:00"],
-    "test": ["2000-01-01T12:00", "2000-01-01T12:00"]}}}}
-path = build_held_suarez({str(tmp_path / "hs.zarr")!r}, recipe)
-with xr.open_zarr(path) as ds:
-    print(json.dumps({{"isa": ds.attrs["xla_cpu_max_isa"], "history": ds.attrs["history"]}}))
-"""
-    got = _fresh(code)
-    assert got["isa"] == "SSE4_2"
-    assert got["history"].endswith("XLA CPU code generation: SSE4_2")
+    "test": ["2000-01-01T12:00", "2000-01-01T12:00"]}}
+
+
+def test_the_build_environment_pins_the_three_and_replaces_the_machines_values(monkeypatch):
+    monkeypatch.setattr(isolated.platform, "machine", lambda: "x86_64")
+    env = isolated.pinned_environment({
+        "XLA_FLAGS": "--xla_cpu_use_xnnpack=false --xla_cpu_max_isa=AVX512",
+        "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "AVX512F", "HOME": "/h"})
+    assert env == {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false --xla_cpu_max_isa=SSE4_2",
+                   "OPENBLAS_CORETYPE": "Nehalem", "NPY_ENABLE_CPU_FEATURES": "X86_V2",
+                   "HOME": "/h"}
+
+
+def test_nothing_is_pinned_on_another_architecture(monkeypatch):
+    monkeypatch.setattr(isolated.platform, "machine", lambda: "aarch64")
+    environ = {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false", "HOME": "/h"}
+    assert isolated.pinned_environment(environ) == environ
+
+
+@pytest.mark.skipif(not X86, reason="the pins are for x86-64")
+def test_a_pinned_process_runs_with_the_pins_read_back_from_the_libraries():
+    code = ("import json; from geoformer.sources.held_suarez import current_record; "
+            "print(json.dumps(current_record()))")
+    out = subprocess.run([sys.executable, "-c", code], env=isolated.pinned_environment(),
+                         capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(out.stdout)
+    assert got["xla_cpu_max_isa"] == "SSE4_2"
+    assert got["openblas_coretype"] in ("Nehalem", "Nehalem (requested)")
+    assert got["numpy_cpu_dispatch"].endswith(" only")  # the baseline, no AVX2 / AVX-512
+
+
+@pytest.mark.skipif(not X86, reason="the pins are for x86-64")
+def test_a_build_after_jax_started_here_is_still_pinned_and_records_it(tmp_path):
+    pytest.importorskip("dinosaur")
+    import jax.numpy as jnp
+
+    from geoformer.sources.held_suarez import build_held_suarez
+
+    jnp.ones(2).sum().block_until_ready()  # this process's XLA is the host's from now on
+    path = build_held_suarez(tmp_path / "hs.zarr", TINY)
+    with xr.open_zarr(path) as ds:
+        attrs = ds.attrs
+    assert attrs["xla_cpu_max_isa"] == "SSE4_2"
+    assert attrs["openblas_coretype"] in ("Nehalem", "Nehalem (requested)")
+    assert attrs["numpy_cpu_dispatch"].endswith(" only")
+    assert attrs["history"].endswith(
+        f"CPU code paths: XLA SSE4_2, OpenBLAS {attrs['openblas_coretype']}, numpy "
+        f"{attrs['numpy_cpu_dispatch']}")
+
+
+def test_a_crash_in_the_build_process_is_raised_here_with_its_message(tmp_path, capfd):
+    with pytest.raises(RuntimeError, match="build process failed: KeyError: 'sigma_levels'"):
+        isolated.run_build({"resolution": "T21"}, tmp_path / "hs.zarr")  # not resolved
+    assert "Traceback" in capfd.readouterr().err  # a crash keeps its traceback
+    assert not (tmp_path / "hs.zarr").exists()
+
+
+def test_an_os_error_in_the_build_process_comes_back_as_one(tmp_path):
+    pytest.importorskip("dinosaur")
+    from geoformer.sources.held_suarez import resolve_recipe
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):  # NotADirectoryError or FileNotFoundError in the child
+        isolated.run_build(resolve_recipe(TINY), tmp_path / "file" / "hs.zarr")
 
 
 def _store(z500: np.ndarray, recipe_hash: str = "abc") -> xr.Dataset:
@@ -85,7 +98,8 @@ def _store(z500: np.ndarray, recipe_hash: str = "abc") -> xr.Dataset:
         {"geopotential": (("time", "level", "latitude", "longitude"), data)},
         coords={"time": pd.date_range("2001-12-20T12:00", periods=2, freq="6h"),
                 "level": levels},
-        attrs={"recipe_hash": recipe_hash, "xla_cpu_max_isa": "host"},
+        attrs={"recipe_hash": recipe_hash, "xla_cpu_max_isa": "host",
+               "openblas_coretype": "Haswell"},
     )
 
 
@@ -104,7 +118,8 @@ def test_the_reference_check_tells_the_reference_build_from_another(monkeypatch)
     other[fp.POINTS[3]] += 250.0
     differs = fp.check_reference_build(_store(other))
     assert differs.matches is False
-    assert "up to 250 m2 s-2" in differs.message and "XLA code generation host" in differs.message
+    assert "up to 250 m2 s-2" in differs.message
+    assert "built with XLA host, OpenBLAS Haswell, numpy not recorded" in differs.message
     unknown = fp.check_reference_build(_store(z500, recipe_hash="zzz"))
     assert unknown.matches is None
 

@@ -41,6 +41,7 @@ from .cache import (
     load_or_build_held_suarez,
     simulate_held_suarez,
 )
+from .isolated import current_record, pinned_environment
 from .postprocess import GAS_CONSTANT as GAS_CONSTANT
 from .postprocess import GRAVITY as GRAVITY
 from .postprocess import LAPSE_RATE as LAPSE_RATE
@@ -63,15 +64,15 @@ from .recipe import (
 )
 from .recipe import FORMAT_VERSION as FORMAT_VERSION
 from .reference import check_reference_build, fingerprint
-from .simulation import PINNED_ISA, SigmaLevelFields, pin_xla_isa
+from .simulation import SigmaLevelFields
 
 __all__ = [
     "DEFAULT_RECIPE",
     "PRESSURE_LEVELS_HPA",
     "SigmaLevelFields",
-    "PINNED_ISA",
     "build_held_suarez",
     "check_reference_build",
+    "current_record",
     "default_cache_dir",
     "equiangular_latitudes",
     "equiangular_longitudes",
@@ -79,7 +80,7 @@ __all__ = [
     "geopotential_on_sigma",
     "load_or_build_held_suarez",
     "load_recipe",
-    "pin_xla_isa",
+    "pinned_environment",
     "recipe_hash",
     "resolve_recipe",
     "sigma_to_pressure",

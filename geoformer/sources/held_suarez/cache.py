@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
 from ...atomic import atomic_write, checksummed
+from .isolated import RECORD_KEYS, run_build
 from .postprocess import _global_attrs, to_pressure_dataset
 from .recipe import DEFAULT_RECIPE, _check_simulation, recipe_hash, resolve_recipe
-from .simulation import _dinosaur_version, _simulate_blocks, pin_xla_isa
+from .simulation import _dinosaur_version, _simulate_blocks
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,12 @@ def simulate_held_suarez(
         "grid": {"latitudes": grid[0], "longitudes": grid[1]}, "start": start,
     }
     _check_simulation(recipe)
-    isa = pin_xla_isa()
-    blocks = [to_pressure_dataset(b) for b in _simulate_blocks(recipe)]
-    ds = xr.concat(blocks, dim="time", data_vars="minimal", coords="minimal",
-                   compat="override", join="exact")
-    ds.attrs = _build_attrs(recipe, isa)
-    return ds
+    # The simulation runs in a pinned child process (isolated.py), which hands it back as a
+    # temporary zarr store.
+    with tempfile.TemporaryDirectory(prefix="held-suarez-") as tmp:
+        run_build(recipe, Path(tmp) / "simulation.zarr", store=False)
+        with xr.open_zarr(Path(tmp) / "simulation.zarr") as stored:
+            return stored.load().drop_encoding()  # not the temporary store's chunks
 
 
 def default_cache_dir() -> Path:
@@ -77,27 +79,34 @@ def build_held_suarez(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: _write_store(tmp, recipe), overwrite=overwrite)
+    # The simulation runs in a pinned child process (isolated.py) that writes the store aside.
+    return atomic_write(path, lambda tmp: run_build(recipe, Path(tmp)), overwrite=overwrite)
 
 
-def _build_attrs(recipe: dict, isa: str) -> dict[str, str]:
+def _build_attrs(recipe: dict, record: dict[str, str]) -> dict[str, str]:
+    """The global attributes, with what the build's CPU code paths were pinned to
+    (:mod:`.isolated`: the same simulation on any x86-64 machine)."""
     attrs = _global_attrs(recipe, _dinosaur_version())
-    attrs["xla_cpu_max_isa"] = isa  # "SSE4_2": the same simulation on any x86-64 machine
-    attrs["history"] += f"; XLA CPU code generation: {isa}"
+    attrs.update({key: record[key] for key in RECORD_KEYS})
+    attrs["history"] += (f"; CPU code paths: XLA {record['xla_cpu_max_isa']}, OpenBLAS "
+                         f"{record['openblas_coretype']}, numpy {record['numpy_cpu_dispatch']}")
     return attrs
 
 
-def _write_store(tmp: Path, recipe: dict) -> None:
-    attrs = _build_attrs(recipe, pin_xla_isa())
-    attrs["recipe_hash"] = recipe_hash(recipe)
+def write_store(path: Path, recipe: dict, record: dict[str, str], with_hash: bool = True) -> None:
+    """Simulate ``recipe`` in this process and write the zarr store ``path`` (new) in
+    blocks of saved times; what the pinned build process runs."""
+    attrs = _build_attrs(recipe, record)
+    if with_hash:
+        attrs["recipe_hash"] = recipe_hash(recipe)
     for index, fields in enumerate(_simulate_blocks(recipe)):
         ds = to_pressure_dataset(fields, attrs=attrs)
         if index == 0:
-            ds.to_zarr(tmp, mode="w-", encoding=checksummed(ds, _encoding(ds)), **_ZARR)
+            ds.to_zarr(path, mode="w-", encoding=checksummed(ds, _encoding(ds)), **_ZARR)
         else:
             # Statics and the fixed coordinates were written with the first block.
             ds = ds.drop_vars([n for n, v in ds.variables.items() if "time" not in v.dims])
-            ds.to_zarr(tmp, append_dim="time", **_ZARR)
+            ds.to_zarr(path, append_dim="time", **_ZARR)
 
 
 # Zarr format 2 (like WeatherBench 2's stores) with consolidated metadata, which format 3 does

@@ -17,8 +17,9 @@ import pandas as pd
 import yaml
 
 # Bump when the post-processing or the simulation's arithmetic changes, so cached stores built
-# by older code are rebuilt. 2: XLA's CPU code generation pinned to SSE4.2 (simulation.py).
-FORMAT_VERSION = 2
+# by older code are rebuilt. 2: XLA's CPU code generation pinned to SSE4.2; 3: the build in a
+# child process with OpenBLAS's and numpy's CPU dispatch pinned too (isolated.py).
+FORMAT_VERSION = 3
 
 # The authoritative default recipe; datasets/held_suarez/recipe.yaml is a copy (tested equal).
 DEFAULT_RECIPE: dict[str, Any] = {

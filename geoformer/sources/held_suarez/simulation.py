@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,51 +56,7 @@ class SigmaLevelFields:
             )
 
 
-# XLA compiles the dycore for the instruction set of the CPU it runs on, and the flow is
-# chaotic: the last-bit differences between, say, AVX-512 and AVX2 code grow into another
-# weather sequence within weeks (measured 2026-12-02: 60 days gave Z500 differences of tenths of
-# m2 s-2 at a point and different bytes after only 2 days; 1 or 2 cores, and XNNPACK or oneDNN
-# on or off, changed nothing). Every x86-64 build is therefore compiled for SSE4.2, which every
-# x86-64 CPU jaxlib runs on has, so the store is the same simulation on any such machine.
-# No library pins this for us; jax reads XLA_FLAGS once, when its CPU backend starts.
-PINNED_ISA = "SSE4_2"
-_ISA_FLAG = "--xla_cpu_max_isa"
-
-
-def pin_xla_isa() -> str:
-    """Pin XLA's CPU code generation before jax starts; returns what the build will use.
-
-    "SSE4_2" when pinned here; the user's value when XLA_FLAGS already sets one; "host" when
-    it cannot be pinned: not an x86-64 machine, or jax's CPU backend already started in this
-    process without the flag (the store then follows this CPU's instruction set).
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    for flag in flags.split():
-        if flag.startswith(_ISA_FLAG + "="):
-            return flag.split("=", 1)[1]
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return "host"
-    if _jax_backend_started():
-        log.warning("jax started before the Held-Suarez build without %s=%s: the store follows "
-                    "this CPU's instruction set and may differ from other machines' builds",
-                    _ISA_FLAG, PINNED_ISA)
-        return "host"
-    os.environ["XLA_FLAGS"] = f"{flags} {_ISA_FLAG}={PINNED_ISA}".strip()
-    return PINNED_ISA
-
-
-def _jax_backend_started() -> bool:
-    if "jax" not in sys.modules:
-        return False
-    try:  # private, but the only record of whether XLA_FLAGS has been read already
-        from jax._src import xla_bridge
-    except ImportError:
-        return True  # cannot tell: assume the worst
-    return bool(getattr(xla_bridge, "_backends", True))
-
-
 def _import_dinosaur():
-    pin_xla_isa()
     try:
         import dinosaur  # noqa: F401
         import jax  # noqa: F401
