@@ -77,6 +77,9 @@ class GeoFormerModule(L.LightningModule):
             (False, the default). A training-efficiency option for small data and short
             budgets; the network is the same either way, except that its output layer starts
             at zero, so an untrained residual model is persistence.
+        area_weighted_loss: weight each grid row's error by its cell area (mean 1), as
+            WeatherBench 2's scores do and GraphCast's loss does; False (the paper's
+            unweighted mean over grid points) by default.
     """
 
     def __init__(self, contract: DataContract, network: Network = DEFAULT_NETWORK,
@@ -84,7 +87,8 @@ class GeoFormerModule(L.LightningModule):
                  surface_weight: float = 0.25, loss_weights: dict[str, float] | None = None,
                  lr: float = 5e-4, weight_decay: float = 3e-6, warmup_steps: int = 100,
                  min_lr: float = 0.0, schedule: Literal["steps", "time"] = "steps",
-                 schedule_seconds: float | None = None, residual: bool = False) -> None:
+                 schedule_seconds: float | None = None, residual: bool = False,
+                 area_weighted_loss: bool = False) -> None:
         super().__init__()
         if loss_kind not in ("mae", "mse"):
             raise ValueError(f"loss_kind must be 'mae' or 'mse', found {loss_kind!r}")
@@ -148,9 +152,17 @@ class GeoFormerModule(L.LightningModule):
     def loss(self, pred: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor]) -> Tensor:
         """Weighted MAE in normalised space: mean over variables of w_v * MAE_v, with the
         surface term weighted ``surface_weight`` relative to the upper-air term (squared
-        errors instead of absolute ones with ``loss_kind="mse"``)."""
+        errors instead of absolute ones with ``loss_kind="mse"``; each row's error weighted by
+        its cell area with ``area_weighted_loss``)."""
         (pu, ps), (tu, ts) = pred, target
-        err = torch.abs if self.hparams.loss_kind == "mae" else torch.square
+        kind = torch.abs if self.hparams.loss_kind == "mae" else torch.square
+        if self.hparams.area_weighted_loss:
+            area = self.area[:, None]  # (H, 1), mean 1
+
+            def err(x: Tensor) -> Tensor:
+                return kind(x) * area
+        else:
+            err = kind
         upper = (err(pu - tu).mean(dim=(0, 2, 3, 4)) * self.upper_weights).mean()
         surface = (err(ps - ts).mean(dim=(0, 2, 3)) * self.surface_weights).mean()
         return upper + self.hparams.surface_weight * surface
