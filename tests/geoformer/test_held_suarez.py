@@ -240,6 +240,8 @@ def test_default_splits_are_consecutive_540_90_90_days():
     ({"spinup_days": 0.1}, "whole number of every_hours"),
     ({"resolution": "T20"}, "resolution must be one of"),
     ({"days": 100}, "split train"),
+    ({"seed": "abc"}, "seed must be an integer"),
+    ({"temperature_noise_kelvin": -0.1}, "temperature_noise_kelvin must be a number >= 0"),
 ])
 def test_bad_recipes_are_rejected(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -32,15 +32,18 @@ def test_the_build_environment_pins_the_three_and_replaces_the_machines_values(m
     env = isolated.pinned_environment({
         "XLA_FLAGS": "--xla_cpu_use_xnnpack=false --xla_cpu_max_isa=AVX512",
         "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "AVX512F", "HOME": "/h"})
+    every_target = " ".join(isolated._numpy_umath().__cpu_dispatch__)
     assert env == {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false --xla_cpu_max_isa=SSE4_2",
-                   "OPENBLAS_CORETYPE": "Nehalem", "NPY_ENABLE_CPU_FEATURES": "X86_V2",
-                   "HOME": "/h"}
+                   "OPENBLAS_CORETYPE": "Nehalem", "NPY_DISABLE_CPU_FEATURES": every_target,
+                   "JAX_PLATFORMS": "cpu", "HOME": "/h"}
+    env = isolated.pinned_environment({"NPY_ENABLE_CPU_FEATURES": "X86_V3"})
+    assert "NPY_ENABLE_CPU_FEATURES" not in env  # numpy refuses both
 
 
-def test_nothing_is_pinned_on_another_architecture(monkeypatch):
+def test_only_jax_s_platform_is_pinned_on_another_architecture(monkeypatch):
     monkeypatch.setattr(isolated.platform, "machine", lambda: "aarch64")
-    environ = {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false", "HOME": "/h"}
-    assert isolated.pinned_environment(environ) == environ
+    environ = {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false", "HOME": "/h", "JAX_PLATFORMS": "cuda"}
+    assert isolated.pinned_environment(environ) == {**environ, "JAX_PLATFORMS": "cpu"}
 
 
 @pytest.mark.skipif(not X86, reason="the pins are for x86-64")
@@ -55,6 +58,7 @@ def test_a_pinned_process_runs_with_the_pins_read_back_from_the_libraries():
     assert got["numpy_cpu_dispatch"].endswith(" only")  # the baseline, no AVX2 / AVX-512
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not X86, reason="the pins are for x86-64")
 def test_a_build_after_jax_started_here_is_still_pinned_and_records_it(tmp_path):
     pytest.importorskip("dinosaur")
@@ -81,13 +85,55 @@ def test_a_crash_in_the_build_process_is_raised_here_with_its_message(tmp_path, 
     assert not (tmp_path / "hs.zarr").exists()
 
 
+@pytest.mark.slow
 def test_an_os_error_in_the_build_process_comes_back_as_one(tmp_path):
     pytest.importorskip("dinosaur")
     from geoformer.sources.held_suarez import resolve_recipe
 
     (tmp_path / "file").write_text("")
-    with pytest.raises(OSError):  # NotADirectoryError or FileNotFoundError in the child
+    with pytest.raises(OSError) as raised:  # NotADirectoryError or FileNotFoundError there
         isolated.run_build(resolve_recipe(TINY), tmp_path / "file" / "hs.zarr")
+    assert type(raised.value) in (NotADirectoryError, FileNotFoundError, FileExistsError)
+
+
+def test_a_build_process_killed_by_a_signal_says_which(tmp_path, monkeypatch):
+    import signal
+    import subprocess as sp
+
+    class Killed:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait(self, timeout=None):
+            return -signal.SIGKILL
+
+    monkeypatch.setattr(sp, "Popen", Killed)
+    with pytest.raises(RuntimeError, match="killed by SIGKILL"):
+        isolated.run_build({}, tmp_path / "hs.zarr")
+
+
+def test_an_interrupted_parent_stops_and_waits_for_its_build_process(tmp_path, monkeypatch):
+    import subprocess as sp
+
+    calls = []
+
+    class Interrupted:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait(self, timeout=None):
+            calls.append(("wait", timeout))
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+            return -15
+
+        def terminate(self):
+            calls.append(("terminate", None))
+
+    monkeypatch.setattr(sp, "Popen", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        isolated.run_build({}, tmp_path / "hs.zarr")
+    assert calls == [("wait", None), ("terminate", None), ("wait", 30)]
 
 
 def _store(z500: np.ndarray, recipe_hash: str = "abc") -> xr.Dataset:

@@ -22,12 +22,14 @@ proxies from the lowest model level. It must never be presented as ERA5.
 Needs the ``simulation`` extra (``pip install "sciforecast[simulation]"``) only to *build* a
 store: reading a cached one, and every pure function here, needs numpy and xarray only.
 
-Files, in the order the data flows (each imports only the ones before it):
+Files, in the order the data flows:
 
 - ``recipe.py``: the default recipe, its validation and hash, the splits and the time axis;
 - ``simulation.py``: the dinosaur driver, yielding :class:`SigmaLevelFields` on model levels;
 - ``postprocess.py``: grid, hydrostatics, sigma -> pressure levels and the CF dataset contract;
 - ``reference.py``: whether a store is the reference build (the one the docs' scores use);
+- ``isolated.py``: the build in a child process with the CPU-chosen code paths of XLA,
+  OpenBLAS and numpy pinned, so that a store is the same simulation on any x86-64 machine;
 - ``cache.py``: the whole chain in memory (:func:`simulate_held_suarez`), into an atomic zarr
   store (:func:`build_held_suarez`), or through the on-disk cache
   (:func:`load_or_build_held_suarez`).

@@ -40,9 +40,10 @@ def simulate_held_suarez(
     """Run Held-Suarez and return the dataset contract in memory.
 
     days of output saved every ``every_hours`` (the first at ``start``, after ``spinup_days``
-    discarded), on a ``grid`` = (H, W) equiangular grid without poles. Memory: about
-    0.47 MB per saved time at 32 x 64 (two years: 1.3 GB); :func:`build_held_suarez`
-    streams to disk instead.
+    discarded), on a ``grid`` = (H, W) equiangular grid without poles. The simulation runs in a
+    pinned child process (:mod:`.isolated`), which hands it over through a temporary zarr
+    store under $TMPDIR. Memory: about 0.47 MB per saved time at 32 x 64 (two years: 1.3 GB);
+    :func:`build_held_suarez` streams to disk instead.
     """
     recipe = {
         "resolution": resolution, "sigma_levels": sigma_levels, "dt_minutes": dt_minutes,

@@ -144,6 +144,11 @@ def _check_simulation(recipe: dict) -> None:
             )
     if recipe["days"] <= 0:
         raise ValueError(f"days must be > 0, found {recipe['days']}")
+    if isinstance(recipe["seed"], bool) or not isinstance(recipe["seed"], int):
+        raise ValueError(f"seed must be an integer, found {recipe['seed']!r}")
+    noise = recipe["temperature_noise_kelvin"]
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
+        raise ValueError(f"temperature_noise_kelvin must be a number >= 0, found {noise!r}")
     pd.Timestamp(recipe["start"])  # raises on an unreadable date
 
 
