@@ -1,7 +1,8 @@
 """Choose a longer rollout fine-tuning of the shipped 24 h model on validation initial times only.
 
     .venv/bin/python experiments/geoformer/tune_rollout.py --rollout-steps 5 --train-steps 100 \\
-        --lr 2.5e-4 --batch-size 8 --init OLD_24H.ckpt --output tune-rollout [--overwrite]
+        --lr 2.5e-4 --batch-size 8 --init OLD_24H.ckpt --output tune-rollout [--overwrite] \\
+        [--fit-arg=--model.area_weighted_loss=true ...]
 
 Each trial starts from --init (weights only; default geoformer/pretrained/held_suarez_24h.ckpt,
 which since 2026-12-02 is the 5-step model this script chose; the 3-step model it started
@@ -63,6 +64,9 @@ def main() -> None:
     p.add_argument("--output", default="tune-rollout")
     p.add_argument("--init", type=Path, default=SHIPPED, help="the 24 h checkpoint to start from")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier --output")
+    p.add_argument("--fit-arg", action="append", default=[], metavar="ARG",
+                   help="one more `geoformer fit` argument for every trial, e.g. "
+                        "--fit-arg=--model.area_weighted_loss=true (repeatable)")
     a = p.parse_args()
     problem = next((text for bad, text in (
         (not a.init.is_file(), f"--init: expected a checkpoint file, found no file {a.init}"),
@@ -93,14 +97,15 @@ def main() -> None:
     print(json.dumps({"trial": "damped_persistence", **scores(start, "damped_persistence")}),
           flush=True)
     for k in a.rollout_steps:
-        name = f"rollout{k}-{a.train_steps}steps-lr{a.lr:g}-b{a.batch_size}"
+        name = f"rollout{k}-{a.train_steps}steps-lr{a.lr:g}-b{a.batch_size}" + "".join(
+            "-" + arg.lstrip("-").split(".")[-1].replace("=", "_") for arg in a.fit_arg)
         run = {"name": name, "args": [
             "--data.lead_hours=24", "--trainer.max_time=null",
             f"--trainer.max_steps={a.train_steps}", "--model.schedule=steps",
             f"--trainer.limit_train_batches={a.train_steps}",  # epochs end, so validation runs
             f"--data.rollout_steps={k}", f"--data.batch_size={a.batch_size}",
             f"--model.lr={a.lr}", "--model.warmup_steps=20",
-            "--trainer.gradient_clip_val=1.0", f"--init_from={a.init}"]}
+            "--trainer.gradient_clip_val=1.0", f"--init_from={a.init}", *a.fit_arg]}
         cli = run_fit(fit_args(ROOT / "experiments" / "geoformer" / "demo.yaml", run, store,
                                splits, Path(a.output)))
         print(json.dumps({"trial": name, "checkpoint": str(cli.final),
