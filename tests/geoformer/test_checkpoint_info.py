@@ -131,10 +131,8 @@ def test_a_statistics_cache_of_another_version_is_refused_and_kept(written):
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_the_shipped_checkpoints_load_as_versioned_or_pre_versioning_files(path):
     ckpt = load_checkpoint(path)
-    # held_suarez_6h.ckpt predates format versions (read as version 1, its layout); the 24 h
-    # file was re-exported with a version on 2026-12-02
-    assert ckpt.get("format_version", 1) == FORMAT_VERSION
-    assert ("format_version" in ckpt) == (path.name == "held_suarez_24h.ckpt")
+    # both were exported with a version on 2026-12-03 (make pretrained)
+    assert ckpt["format_version"] == FORMAT_VERSION
     module = load_module(path)
     assert module.hparams["contract"]["lead_hours"] in (6, 24)
 
@@ -170,8 +168,12 @@ def test_info_json_parses_and_agrees_with_the_file(written, capsys, kind):
     assert info["parameters"] == sum(p.numel() for p in module.parameters())
 
 
-def test_info_of_the_shipped_checkpoint_says_it_predates_versioning(capsys):
-    path = PRETRAINED_DIR / "held_suarez_6h.ckpt"
+def test_info_of_a_checkpoint_written_before_versioning_says_so(tmp_path, capsys):
+    # What the shipped 6 h file was until 2026-12-03: the slim layout without the key.
+    ckpt = torch.load(PRETRAINED_DIR / "held_suarez_6h.ckpt", weights_only=True)
+    del ckpt["format_version"]
+    path = tmp_path / "unversioned.ckpt"
+    torch.save(ckpt, path)
     assert main(["info", "--checkpoint", str(path)]) == 0
     out = capsys.readouterr().out
     assert "kind            slim" in out and "lead time       6 h" in out
