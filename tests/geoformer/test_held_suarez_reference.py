@@ -174,3 +174,18 @@ def test_the_default_recipe_has_a_reference_build():
     from geoformer.sources.held_suarez import recipe_hash
 
     assert len(fp.REFERENCE[recipe_hash()]) == len(fp.POINTS)
+
+
+@pytest.mark.slow
+def test_a_build_whose_process_dies_leaves_nothing_behind(tmp_path, monkeypatch):
+    pytest.importorskip("dinosaur")
+    import os
+
+    from geoformer.sources.held_suarez import build_held_suarez
+
+    # XLA stops the process on an unknown flag: a crash with no error of its own to report.
+    monkeypatch.setattr(isolated, "pinned_environment",
+                        lambda: {**os.environ, "XLA_FLAGS": "--no_such_xla_flag"})
+    with pytest.raises(RuntimeError, match="Held-Suarez build process (exited|was killed)"):
+        build_held_suarez(tmp_path / "hs.zarr", TINY)
+    assert list(tmp_path.iterdir()) == []
