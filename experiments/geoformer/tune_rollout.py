@@ -20,7 +20,10 @@ batch 8), the kept checkpoint is the best one at an epoch end, not the last step
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from geoformer.train import run as run_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "geoformer" / "pretrained" / "held_suarez_24h.ckpt"
+DEMO_FIT = ROOT / "experiments" / "geoformer" / "demo.yaml"
 FIELDS = {"z500": ("geopotential", 500.0), "t850": ("temperature", 850.0)}
 LEADS = (24, 72, 120)
 
@@ -52,6 +56,12 @@ def scores(table: pd.DataFrame, name: str) -> dict[str, float]:
                          & (table["lead_time_hours"] == lead) & (table["region"] == "global")]
             out[f"{key}_{lead}h"] = round(float(rows["value"].iloc[0]), 3)
     return out
+
+
+def _short(fit_arg: str) -> str:
+    """--model.area_weighted_loss=true -> area_weighted_loss_true (a trial's name)."""
+    key, _, value = fit_arg.lstrip("-").partition("=")
+    return f"{key.split('.')[-1]}_{value}"
 
 
 def main() -> None:
@@ -76,10 +86,19 @@ def main() -> None:
         (not a.lr > 0, f"--lr: expected a positive learning rate, found {a.lr}"),
         (Path(a.output).is_dir() and any(Path(a.output).iterdir()) and not a.overwrite,
          f"--output: {a.output} holds files of an earlier run; pass --overwrite"),
+        (any(not (arg.startswith("--") and "=" in arg) for arg in a.fit_arg),
+         f"--fit-arg: expected --key=value, found {a.fit_arg}"),
     ) if bad), None)
     if problem:
         print(f"tune_rollout.py: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if a.fit_arg:  # unknown keys or bad values fail now (one line), not after the scoring
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                run_fit(["fit", f"--config={DEMO_FIT}", *a.fit_arg, "--print_config"])
+        except SystemExit as done:  # --print_config exits 0; a bad argument 2, said in a line
+            if done.code not in (0, None):
+                raise
     recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
     store = str(load_or_build_held_suarez(recipe=recipe))
     splits = split_slices(recipe)
@@ -98,7 +117,7 @@ def main() -> None:
           flush=True)
     for k in a.rollout_steps:
         name = f"rollout{k}-{a.train_steps}steps-lr{a.lr:g}-b{a.batch_size}" + "".join(
-            "-" + arg.lstrip("-").split(".")[-1].replace("=", "_") for arg in a.fit_arg)
+            "-" + re.sub(r"[^A-Za-z0-9_.+-]", "_", _short(arg)) for arg in a.fit_arg)
         run = {"name": name, "args": [
             "--data.lead_hours=24", "--trainer.max_time=null",
             f"--trainer.max_steps={a.train_steps}", "--model.schedule=steps",
@@ -106,7 +125,7 @@ def main() -> None:
             f"--data.rollout_steps={k}", f"--data.batch_size={a.batch_size}",
             f"--model.lr={a.lr}", "--model.warmup_steps=20",
             "--trainer.gradient_clip_val=1.0", f"--init_from={a.init}", *a.fit_arg]}
-        cli = run_fit(fit_args(ROOT / "experiments" / "geoformer" / "demo.yaml", run, store,
+        cli = run_fit(fit_args(DEMO_FIT, run, store,
                                splits, Path(a.output)))
         print(json.dumps({"trial": name, "checkpoint": str(cli.final),
                           **scores(score(cli.final), "model")}), flush=True)

@@ -1,5 +1,6 @@
 """experiments/geoformer/tune_rollout.py refuses bad arguments in one line, exit 2."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ def _earlier(tmp: Path) -> list[str]:
     (lambda tmp: ["--train-steps", "0"], "expected positive integers"),
     (lambda tmp: ["--lr", "0"], "--lr: expected a positive learning rate, found 0.0"),
     (_earlier, "holds files of an earlier run; pass --overwrite"),
+    (lambda tmp: ["--fit-arg=model.lr"], "--fit-arg: expected --key=value, found ['model.lr']"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(args, message, tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), *args(tmp_path)], capture_output=True,
@@ -28,3 +30,14 @@ def test_bad_arguments_are_one_line_and_exit_2(args, message, tmp_path):
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and lines[0].startswith("tune_rollout.py: ") and message in lines[0]
     assert [p.name for p in tmp_path.rglob("*")] in ([], ["out", "old.txt"])
+
+
+def test_an_unknown_fit_argument_is_one_line_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--fit-arg=--model.bogus=1",
+                           "--output", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "SCIFORECAST_CACHE": str(tmp_path / "cache")})
+    lines = [line for line in done.stderr.splitlines() if "Warning" not in line]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "model.bogus: unknown key" in lines[0]
+    assert not out.exists() and not (tmp_path / "cache").exists()  # no store was built

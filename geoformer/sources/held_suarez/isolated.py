@@ -36,8 +36,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-log = logging.getLogger(__name__)
-
 XLA_ISA = "SSE4_2"
 OPENBLAS_CORE = "Nehalem"  # OpenBLAS's SSE4.2 kernels
 _XLA_FLAG = "--xla_cpu_max_isa"
