@@ -18,11 +18,10 @@ import pandas as pd
 import torch
 import xarray as xr
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .atomic import atomic_write, atomic_write_zarr, checksummed
 from .checkpoints import STATISTICS_VERSION, check_format_version
-from .chunkreader import ChunkReader, read_states
 from .normalization import (
     LATITUDE_INPUT,
     Normalizer,
@@ -30,10 +29,10 @@ from .normalization import (
     latitude_input,
     normalized_constants,
 )
+from .pairs import ForecastPairs
 from .resume import training_loader
-from .samples import collate, empty_sample
+from .samples import collate
 from .schema import STATIC, SURFACE, UPPER_AIR, VARIABLES, SchemaError, standardize, validate
-from .state import State
 
 __all__ = [
     "atomic_write",
@@ -111,103 +110,6 @@ def load_statistics(store: str | Path, train: TimeRange, upper: Sequence[str],
     except OSError:  # a read-only store: use the statistics without caching them
         pass
     return stats
-
-
-class ForecastPairs(Dataset):
-    """(input, target) pairs ``lead_hours`` apart, for initial times inside ``times``.
-
-    With ``steps`` > 1 the targets are the states at lead, 2 lead, ... steps lead (for
-    multi-step rollout training). Every target also lies inside ``times``, so training,
-    validation and test periods never share a state.
-
-    An item is a dict of float32 tensors in physical units:
-    upper (V, Z, H, W), surface (S, H, W), target_upper (steps, V, Z, H, W),
-    target_surface (steps, S, H, W), and ``time`` (int64 ns of the initial time).
-    """
-
-    def __init__(self, ds: xr.Dataset, upper_vars: Sequence[str], surface_vars: Sequence[str],
-                 levels: Sequence[int], lead_hours: int, times: TimeRange | None = None,
-                 steps: int = 1, in_memory: bool | None = None) -> None:
-        self.upper_vars, self.surface_vars = list(upper_vars), list(surface_vars)
-        self.levels = list(levels)
-        source, stored = ds.encoding.get("source"), pd.DatetimeIndex(ds["time"].values)
-        store_levels = [int(v) for v in ds["level"].values]
-        ds = ds[self.upper_vars + self.surface_vars]
-        if store_levels != self.levels:  # an orthogonal read only when needed
-            ds = ds.sel(level=self.levels)
-        if times is not None:
-            ds = ds.sel(time=times.slice())
-        stamps = pd.DatetimeIndex(ds["time"].values)
-        lead = pd.Timedelta(hours=lead_hours)
-        position = {t: i for i, t in enumerate(stamps)}
-        self.index: list[list[int]] = []
-        for i, t in enumerate(stamps):
-            chain = [position.get(t + k * lead) for k in range(1, steps + 1)]
-            if all(c is not None for c in chain):
-                self.index.append([i, *chain])
-        if not self.index:
-            raise ValueError(
-                f"no (input, target) pair {lead_hours} h apart ({steps} step(s)) in "
-                f"{times or 'the data'}: {len(stamps)} time steps from "
-                f"{stamps.min() if len(stamps) else '-'} to {stamps.max() if len(stamps) else '-'}")
-        self.times = stamps
-        nbytes = ds.sizes["time"] * sum(
-            int(np.prod([ds.sizes[d] for d in ds[v].dims if d != "time"])) * 4
-            for v in ds.data_vars)
-        if in_memory is None:
-            in_memory = nbytes < 4 * 2**30
-        self.ds = ds
-        self._all: State | None = None
-        if in_memory:  # one (T, V, Z, H, W) and one (T, S, H, W) tensor: fast indexing
-            self._all = State.from_xarray(ds.load(), self.upper_vars, self.surface_vars,
-                                          dims=("time",))
-        # From a local training store (canonical dim order, one chunk per time): each
-        # variable's chunk file read and decoded directly (geoformer.chunkreader); from
-        # anything else, through xarray and State.
-        canonical = all(ds[v].dims == ("time", "level", "latitude", "longitude")
-                        for v in self.upper_vars) and all(
-            ds[v].dims == ("time", "latitude", "longitude") for v in self.surface_vars)
-        self._chunks = None
-        if canonical and not in_memory and isinstance(source, str):
-            readers = [ChunkReader.open(source, v) for v in self.upper_vars + self.surface_vars]
-            if all(r is not None for r in readers):
-                levels = [store_levels.index(lv) for lv in self.levels]
-                self._chunks = (readers, stored.get_indexer(stamps),
-                                None if levels == list(range(len(store_levels))) else levels)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _state(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The state at time index ``i``: (V, Z, H, W), (S, H, W)."""
-        if self._all is not None:
-            return self._all.upper[i], self._all.surface[i]
-        one = State.from_xarray(self.ds.isel(time=i), self.upper_vars, self.surface_vars,
-                                dims=())
-        return one.upper, one.surface
-
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        first, *targets = self.index[item]
-        stamp = torch.tensor(self.times[first].value, dtype=torch.int64)
-        if self._chunks is not None:
-            readers, position, _ = self._chunks
-            V, Z = len(self.upper_vars), len(self.levels)
-            n = 1 + len(targets)
-            upper = empty_sample(n, V, Z, *readers[0].shape[1:])  # shared in a worker
-            surface = empty_sample(n, len(self.surface_vars), *readers[V].shape)
-            read_states(readers, V, self._chunks[2], [position[i] for i in (first, *targets)],
-                        upper.numpy(), surface.numpy())
-            return {"upper": upper[0], "surface": surface[0], "target_upper": upper[1:],
-                    "target_surface": surface[1:], "time": stamp}
-        upper, surface = self._state(first)
-        later = [self._state(j) for j in targets]
-        return {
-            "upper": upper,
-            "surface": surface,
-            "target_upper": torch.stack([u for u, _ in later]),  # (steps, V, Z, H, W)
-            "target_surface": torch.stack([s for _, s in later]),  # (steps, S, H, W)
-            "time": stamp,
-        }
 
 
 def resolve_store(store: str) -> str:

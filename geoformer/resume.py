@@ -30,7 +30,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from .atomic import atomic_write
 from .checkpoints import load_checkpoint
-from .samples import collate
+from .samples import PooledDataset, SlotPool, collate, receive
 
 __all__ = ["training_loader", "RandomStates", "AtomicCheckpointIO"]
 
@@ -50,11 +50,32 @@ def training_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
     sampler = _StepSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
                            drop_last=False)
     sampler.trainer, sampler.batch_size = trainer, batch_size
+    if num_workers > 0 and hasattr(dataset, "sample_layout"):
+        pool = slot_pool(dataset.sample_layout(), batch_size, num_workers)
+        if pool is not None:  # workers decode into reused shared memory (geoformer.samples)
+            dataset = PooledDataset(dataset, pool)
     # A generator of its own: otherwise each new iterator draws its worker seed from the
     # global torch state, and a resumed run would draw once more than the original.
     return _Loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                    persistent_workers=num_workers > 0, collate_fn=collate,
                    generator=torch.Generator().manual_seed(seed))
+
+
+def slot_pool(layout: dict[str, tuple[int, ...]], batch_size: int, workers: int,
+              prefetch: int = 2) -> SlotPool | None:
+    """Reused shared-memory slots for a loader's workers (:class:`geoformer.samples.SlotPool`):
+    per worker, its ``prefetch`` batches in flight plus three the caller may hold (the batch
+    being trained on, Lightning's prefetched one, the one being freed). None (fresh shared
+    memory per batch, torch's way) when the slots would take over a quarter of the free
+    shared memory."""
+    slots = prefetch + 3
+    need = SlotPool.nbytes(layout, batch_size, workers, slots)
+    try:
+        shm = os.statvfs("/dev/shm")
+        free = shm.f_bavail * shm.f_frsize
+    except OSError:  # no /dev/shm (macOS): torch's own shared memory, no pool
+        return None
+    return SlotPool(layout, batch_size, workers, slots) if need <= free / 4 else None
 
 
 class _StepSampler(DistributedSampler):
@@ -83,6 +104,29 @@ class _Loader(StatefulDataLoader):
         done = (state_dict.get("_sampler_iter_state") or {}).get("samples_yielded", 0)
         if done < len(self.sampler):
             super().load_state_dict(state_dict)
+
+    def __iter__(self):
+        return _Received(super().__iter__())
+
+
+class _Received:
+    """A loader's iterator whose batches decoded into pool slots are opened as tensors
+    (:func:`geoformer.samples.receive`); anything else is the wrapped iterator's."""
+
+    def __init__(self, iterator) -> None:
+        self._iterator = iterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return receive(next(self._iterator))
+
+    def __len__(self) -> int:
+        return len(self._iterator)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._iterator, name)
 
 
 def _steps_per_epoch(trainer: L.Trainer, samples: int, batch_size: int) -> int:

@@ -7,7 +7,9 @@ and a table, asserts nothing. Run it alone:
 The store (synthetic values, the real layout of ``geoformer dataset convert``: one chunk per
 time step) is written once to a temporary folder. Each reading is timed twice: through the
 chunk files (``geoformer.chunkreader``, what the DataModule does) and through xarray (what
-it did before, kept as the fallback for other layouts).
+it did before, kept as the fallback for other layouts). The loop reads one value in every
+4 KiB page of each batch, as a training step would read them all: shared memory newly mapped
+into the main process costs a page fault a page.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def rate(pairs: ForecastPairs, workers: int, samples: int) -> float:
     # the loader GeoDataModule.train_dataloader serves (shuffled, its collate, batch 1)
     loader = training_loader(pairs, batch_size=1, num_workers=workers)
     start, n = None, 0
-    for _ in loader:
+    for batch in loader:
+        for value in batch.values():  # the caller reads the batch: one value in each page
+            value.reshape(-1)[::1024].sum()
         if start is None:  # the workers' start-up is not the pipeline's rate
             start = time.perf_counter()
             continue
