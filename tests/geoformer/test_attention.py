@@ -54,6 +54,24 @@ def test_sdpa_path_equals_reference_path(masked):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_inference_path_equals_the_training_path_and_the_reference(masked):
+    # without a gradient the fused SDPA kernel runs; with one, the batched multiply-add
+    sdpa, ref = _attention("sdpa"), _attention("reference")
+    with torch.no_grad():
+        sdpa.bias_table.normal_(0, 1.0)
+    ref.load_state_dict(sdpa.state_dict())
+    x = torch.randn(3, 6, 16, 16)
+    mask = shifted_window_mask((4, 6, 4), (2, 2, 4), (1, 1, 2)) if masked else None
+    training = sdpa(x, mask)
+    assert training.requires_grad
+    with torch.no_grad():
+        inference = sdpa(x, mask)
+        reference = ref(x, mask)
+    torch.testing.assert_close(inference, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(training.detach(), reference, rtol=1e-5, atol=1e-5)
+
+
 def test_bias_changes_attention_per_window_type():
     attn = _attention("reference")
     with torch.no_grad():
