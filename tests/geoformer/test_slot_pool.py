@@ -156,3 +156,20 @@ def test_a_fit_with_two_workers_ends_with_the_weights_of_one_without(experiment)
     assert main["global_step"] == workers["global_step"] == 6
     for key, value in main["state_dict"].items():
         assert torch.equal(value, workers["state_dict"][key]), key
+
+
+def test_workers_started_by_spawn_share_the_slots(store):
+    # forkserver becomes Linux's default start method in Python 3.14: the pool is pickled
+    from torch.utils.data import DataLoader
+
+    from geoformer.samples import collate, receive
+
+    pairs = _pairs(store)
+    pool = SlotPool(pairs.sample_layout(), batch_size=2, workers=2, slots=5)
+    loader = DataLoader(PooledDataset(pairs, pool), batch_size=2, num_workers=2,
+                        collate_fn=collate, multiprocessing_context="spawn")
+    order = list(range(len(pairs)))
+    want = [default_collate([pairs[i] for i in order[s:s + 2]]) for s in range(0, len(order), 2)]
+    for batch, expected in zip(map(receive, loader), want, strict=True):
+        _assert_equal(batch, expected)
+        assert _in_pool(batch["upper"], pool)
