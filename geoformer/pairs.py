@@ -21,7 +21,7 @@ import xarray as xr
 from torch.utils.data import Dataset
 
 from .chunkreader import ChunkReader, read_states
-from .samples import empty_sample
+from .samples import empty_sample, fields
 from .state import State
 
 if TYPE_CHECKING:
@@ -124,11 +124,12 @@ class ForecastPairs(Dataset):
             read_states(readers, V, levels, [position[j] for j in targets],
                         out["target_upper"][b], out["target_surface"][b])
         else:
-            for row, i in [((b,), first), *(((b, s), j) for s, j in enumerate(targets))]:
-                upper, surface = self._state(i)
-                field = "upper" if len(row) == 1 else "target_upper"
-                out[field][row] = upper.numpy()
-                out[field.replace("upper", "surface")][row] = surface.numpy()
+            upper, surface = self._state(first)
+            out["upper"][b], out["surface"][b] = upper.numpy(), surface.numpy()
+            for s, j in enumerate(targets):
+                upper, surface = self._state(j)
+                out["target_upper"][b, s] = upper.numpy()
+                out["target_surface"][b, s] = surface.numpy()
         return {"time": int(self.times[first].value)}
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
@@ -136,12 +137,8 @@ class ForecastPairs(Dataset):
             return self._item(item)
         # decoded straight into one buffer, shared memory in a worker (geoformer.samples)
         layout = self.sample_layout()
-        sizes = [math.prod(s) for s in layout.values()]
-        flat = empty_sample(sum(sizes))
-        out, start = {}, 0
-        for (key, shape), size in zip(layout.items(), sizes):
-            out[key] = flat[start:start + size].view(1, *shape)
-            start += size
+        flat = empty_sample(sum(math.prod(shape) for shape in layout.values()))
+        out = fields(flat, layout, 1, 1)
         extra = self.fill(item, {k: v.numpy() for k, v in out.items()}, 0)
         return {k: v[0] for k, v in out.items()} | {k: torch.tensor(v) for k, v in extra.items()}
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-__all__ = ["empty_sample", "collate", "SlotPool", "SlotBatch", "PooledDataset", "receive"]
+__all__ = ["empty_sample", "collate", "SlotPool", "SlotBatch", "PooledDataset", "receive",
+           "fields"]
 
 
 def empty_sample(*shape: int) -> torch.Tensor:
@@ -53,6 +54,17 @@ def collate(batch: list[Any]) -> Any:
 # torch does with batches prefetched before an epoch ended). A worker that finds no free slot
 # (batches kept by the caller) falls back to fresh shared memory, so it never waits.
 
+def fields(flat: Any, layout: dict[str, tuple[int, ...]], n: int, capacity: int) -> dict[str, Any]:
+    """Views of a flat buffer (tensor or array) holding ``capacity`` samples of each key of
+    ``layout`` in turn, each key contiguous: key -> (n, *shape), its first ``n`` samples."""
+    out, start = {}, 0
+    for key, shape in layout.items():
+        size = math.prod(shape)
+        out[key] = flat[start:start + n * size].reshape(n, *shape)
+        start += capacity * size
+    return out
+
+
 _POOLS: weakref.WeakValueDictionary[str, SlotPool] = weakref.WeakValueDictionary()
 
 
@@ -77,14 +89,6 @@ class SlotPool:
                slots: int) -> int:
         return 4 * workers * slots * batch_size * sum(math.prod(s) for s in layout.values())
 
-    def _arrays(self, flat: np.ndarray, n: int) -> dict[str, np.ndarray]:
-        out, start = {}, 0
-        for key, shape in self.layout.items():
-            size = self.batch_size * math.prod(shape)
-            out[key] = flat[start:start + n * math.prod(shape)].reshape(n, *shape)
-            start += size
-        return out
-
     def acquire(self, n: int) -> tuple[int, dict[str, np.ndarray]] | None:
         """In a worker: a free slot of its own, marked busy, as arrays of ``n`` samples per
         key; None when every one is in use."""
@@ -95,7 +99,7 @@ class SlotPool:
             return None
         k = int(free[0])
         busy[k] = 1
-        return k, self._arrays(self._block.numpy()[w, k], n)
+        return k, fields(self._block.numpy()[w, k], self.layout, n, self.batch_size)
 
     def release(self, worker: int, slot: int) -> None:
         self._busy.numpy()[worker, slot] = 0
@@ -105,12 +109,8 @@ class SlotPool:
         memory of the last of them (or of any view of them) is released."""
         flat = self._block.numpy()[worker, slot][...]  # a new array object for this batch
         weakref.finalize(flat, self.release, worker, slot)
-        tensor = torch.from_numpy(flat)  # its storage keeps ``flat`` alive
-        out, start = {}, 0
-        for key, shape in self.layout.items():
-            out[key] = tensor[start:start + n * math.prod(shape)].view(n, *shape)
-            start += self.batch_size * math.prod(shape)
-        return out
+        # the tensors' storage keeps ``flat`` alive
+        return fields(torch.from_numpy(flat), self.layout, n, self.batch_size)
 
 
 class SlotBatch:

@@ -4,6 +4,7 @@ written over, and every slot comes back once its batch (or an unread ticket) is 
 
 from __future__ import annotations
 
+import copy
 import gc
 import subprocess
 from collections import namedtuple
@@ -36,9 +37,19 @@ def _pairs(store, in_memory=False) -> ForecastPairs:
     return pairs
 
 
+def _through_xarray(pairs: ForecastPairs) -> ForecastPairs:
+    """The same pairs read through xarray and State, a path that shares no code with
+    ``fill`` or the chunk reader."""
+    if pairs._chunks is None:
+        return pairs
+    other = copy.copy(pairs)
+    other._chunks = None
+    return other
+
+
 def _expected(pairs, loader, batch_size):
-    order = list(loader.sampler)
-    return [default_collate([pairs[i] for i in order[s:s + batch_size]])
+    order, reference = list(loader.sampler), _through_xarray(pairs)
+    return [default_collate([reference[i] for i in order[s:s + batch_size]])
             for s in range(0, len(order), batch_size)]
 
 
@@ -132,12 +143,13 @@ def test_no_pool_when_it_would_take_over_a_quarter_of_the_shared_memory(store, m
     assert isinstance(training_loader(pairs, 2, 2).dataset, PooledDataset)
 
 
-def test_fill_writes_what_getitem_returns(store):
-    pairs = _pairs(store)
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_fill_writes_what_the_xarray_path_reads(store, in_memory):
+    pairs = _pairs(store, in_memory)
     layout = pairs.sample_layout()
     out = {k: np.full((2, *s), np.nan, np.float32) for k, s in layout.items()}
     extra = pairs.fill(3, out, 1)
-    item = pairs[3]
+    item = _through_xarray(pairs)[3]
     assert extra == {"time": int(item["time"])}
     for key in layout:
         assert np.array_equal(out[key][1], item[key].numpy()), key
@@ -168,8 +180,9 @@ def test_workers_started_by_spawn_share_the_slots(store):
     pool = SlotPool(pairs.sample_layout(), batch_size=2, workers=2, slots=5)
     loader = DataLoader(PooledDataset(pairs, pool), batch_size=2, num_workers=2,
                         collate_fn=collate, multiprocessing_context="spawn")
-    order = list(range(len(pairs)))
-    want = [default_collate([pairs[i] for i in order[s:s + 2]]) for s in range(0, len(order), 2)]
+    order, reference = list(range(len(pairs))), _through_xarray(pairs)
+    want = [default_collate([reference[i] for i in order[s:s + 2]])
+            for s in range(0, len(order), 2)]
     for batch, expected in zip(map(receive, loader), want, strict=True):
         _assert_equal(batch, expected)
         assert _in_pool(batch["upper"], pool)
