@@ -92,8 +92,8 @@ class EarthAttention(nn.Module):
         if self.implementation == "sdpa" and bias.requires_grad and torch.is_grad_enabled():
             # Training: torch's fused kernels give no gradient for the mask, so SDPA would
             # take its unfused path with extra passes over the logits (_safe_softmax). One
-            # batched multiply-add of the bias and the two products are faster (measured
-            # 0.86x forward and backward on a 1.5 deg stage-1 layer).
+            # batched multiply-add of the bias and the two products are faster (0.96x forward
+            # and backward on a 1.5 deg stage-1 layer, experiments/benchmarks/training_parts.py).
             q, k, v = (t.reshape(Bl * T * nh, N, hs) for t in (q, k, v))  # (Bl*T*nh, N, hs)
             logits = torch.baddbmm(bias.to(q.dtype).expand(Bl, T, nh, N, N).reshape(-1, N, N),
                                    q, k.transpose(1, 2), alpha=self.scale)

@@ -32,7 +32,8 @@ class _ToWindows(torch.autograd.Function):
     """Grid tokens (B, L, C) into window slots (B, S, C) by ``into`` (1-based, 0 = padding);
     the gradient comes back by ``back`` (the slot of every token), one gather each way.
     Hand-written because autograd's backward of an index gather is a general scatter-add
-    (``index_put`` with accumulation), which took 3-4 times as long on the CPU."""
+    (``index_put`` with accumulation): there and back took twice as long on the CPU
+    (experiments/benchmarks/training_parts.py)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, into: Tensor, back: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ PY = sys.executable
 #: name -> the command (run from the repository root)
 SUITE: dict[str, list[str]] = {
     "pangu_side_by_side": [PY, str(HERE / "pangu_side_by_side.py")],
+    "training_parts": [PY, str(HERE / "training_parts.py")],
     "data_pipeline": [PY, str(HERE / "data_pipeline.py"), "--workers", "0", "2"],
     "forecast_memory": [PY, str(HERE / "forecast_memory.py"), "--inits", "1", "8"],
     "evaluate_memory": [PY, str(HERE / "evaluate_memory.py")],
