@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
+from .linear import Linear
+
 __all__ = ["earth_position_index", "EarthAttention"]
 
 
@@ -64,8 +66,8 @@ class EarthAttention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.implementation = implementation
         wz, wh, ww = window
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.proj = Linear(dim, dim)
         rows = (2 * ww - 1) * wh**2 * wz**2
         self.bias_table = nn.Parameter(torch.empty(rows, window_types, heads))
         trunc_normal_(self.bias_table, std=0.02)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import crop_end, pad_end
+from .linear import Linear
 
 __all__ = ["PatchEmbed", "PatchRecovery", "DownSample", "UpSample"]
 
@@ -79,7 +80,7 @@ class DownSample(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
-        self.reduce = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.reduce = Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, Z, H, W, C) -> (B, Z, ceil(H/2), W/2, 2C)."""
@@ -98,9 +99,9 @@ class UpSample(nn.Module):
     def __init__(self, dim: int, out_dim: int, lat: int) -> None:
         super().__init__()
         self.lat = lat
-        self.expand = nn.Linear(dim, 4 * out_dim, bias=False)
+        self.expand = Linear(dim, 4 * out_dim, bias=False)
         self.norm = nn.LayerNorm(out_dim)
-        self.mix = nn.Linear(out_dim, out_dim, bias=False)
+        self.mix = Linear(out_dim, out_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, Z, H2, W2, 2C) -> (B, Z, lat, 2 W2, C)."""

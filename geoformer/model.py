@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -19,6 +19,7 @@ from .attention import EarthAttention
 from .config import GeoFormerConfig, TokenGrid
 from .embedding import DownSample, PatchEmbed, PatchRecovery, UpSample
 from .layers import crop_end, pad_end, shifted_window_mask, window_partition, window_reverse
+from .linear import Mlp
 
 __all__ = ["EarthBlock", "Stage", "GeoFormer"]
 
@@ -85,7 +86,7 @@ class EarthBlock(nn.Module):
         self.shift = tuple(w // 2 for w in window) if shifted else (0, 0, 0)
         self.attn = EarthAttention(dim, heads, window, grid.window_types, attention)
         self.norm1 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm2 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         padded = (grid.padded_levels, grid.padded_lat, grid.lon)

@@ -10,9 +10,12 @@ round), one warm-up round first; the figures are medians. Measured:
 
 * forward (inference, no_grad) and training step (forward, L1 loss, backward, AdamW), of
   geoformer as it is and through ``torch.compile`` (its compiling is the warm-up round);
+* geoformer with its linear layers on ``F.linear`` (``geoformer-aten``: MKL's sgemm, as
+  physicsnemo's ``nn.Linear``) instead of oneDNN (``geoformer.linear``), alternating too;
 * the arithmetic of one forward, counted by ``torch.utils.flop_counter`` on the explicit
   attention of both networks, and the forward's achieved FLOP/s as a fraction of this
-  machine's fp32 matmul rate (median ``torch.mm`` of 4096 x 4096 matrices, same threads);
+  machine's fp32 matmul rate: the median ``torch.mm`` of 4096 x 4096 matrices (MKL), and the
+  same product through oneDNN, same threads (on AMD CPUs MKL's rate is about half oneDNN's);
 * with memory on (default): the peak resident memory of a geoformer training step with and
   without activation checkpointing, and of physicsnemo's, each in a fresh process (its
   ``VmHWM``, and the increase over the resident memory just before the first step).
@@ -85,6 +88,11 @@ def _forward_fn(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> Calla
     return forward
 
 
+def _base(name: str) -> str:
+    """The network a timed entry runs: geoformer-compiled and geoformer-aten are geoformer."""
+    return "physicsnemo" if name == "physicsnemo" else "geoformer"
+
+
 def _alternate(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
     """Seconds of each call, alternating between the functions (one warm-up round)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -98,16 +106,30 @@ def _alternate(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, li
     return times
 
 
-def matmul_rate(repeats: int = 7, n: int = 4096) -> float:
-    """The machine's fp32 matmul rate, FLOP/s: median of ``torch.mm`` on n x n matrices."""
+def matmul_rate(repeats: int = 7, n: int = 4096, onednn: bool = False) -> float:
+    """The machine's fp32 matmul rate, FLOP/s: median of ``torch.mm`` on n x n matrices, or
+    of the same product through oneDNN (``geoformer.linear.linear``)."""
+    from geoformer.linear import linear
+
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
+    product = (lambda: linear(a, b)) if onednn else (lambda: torch.mm(a, b))
+    product()
     seconds = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.mm(a, b)
+        product()
         seconds.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(seconds)
+
+
+def _aten(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` with geoformer's linear layers on ``F.linear``."""
+    from geoformer.linear import use_onednn
+
+    def call() -> None:
+        with use_onednn(False):
+            fn()
+    return call
 
 
 def forward_flops() -> dict[str, int]:
@@ -115,12 +137,15 @@ def forward_flops() -> dict[str, int]:
     leaves out the bias), for both networks."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from geoformer.linear import use_onednn
+
     inputs, out = _inputs(), {}
     for name, model in (("geoformer", _geoformer(attention="reference")),
                         ("physicsnemo", _physicsnemo())):
         if model is None:
             continue
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        # F.linear, which the counter knows (it does not count the oneDNN op)
+        with torch.no_grad(), use_onednn(False), FlopCounterMode(display=False) as counter:
             model.eval()(*inputs[name])
         out[name] = int(counter.get_total_flops())
     return out
@@ -166,6 +191,8 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-compile", action="store_true",
                    help="leave out the torch.compile'd geoformer (its compiling takes minutes)")
+    p.add_argument("--no-aten", action="store_true",
+                   help="leave out geoformer with its linear layers on F.linear (MKL)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.memory_child:
@@ -173,12 +200,21 @@ def main() -> None:
     threads = torch.get_num_threads()
     memory = [] if a.no_memory else _memory(
         ["geoformer", "geoformer-checkpointed", *(["physicsnemo"] if _has_physicsnemo() else [])])
+    from geoformer.linear import onednn_enabled
+
     rate = matmul_rate()
-    print(json.dumps({"bench": "matmul", "n": 4096, "threads": threads,
+    print(json.dumps({"bench": "matmul", "n": 4096, "threads": threads, "library": "torch.mm",
                       "gflop_per_s": round(rate / 1e9, 1)}), flush=True)
+    rate_dnn = matmul_rate(onednn=True) if onednn_enabled() else None
+    if rate_dnn:
+        print(json.dumps({"bench": "matmul", "n": 4096, "threads": threads,
+                          "library": "oneDNN", "gflop_per_s": round(rate_dnn / 1e9, 1)}),
+              flush=True)
     flops = forward_flops()
     inputs = _inputs()
     models = {"geoformer": _geoformer()}
+    if onednn_enabled() and not a.no_aten:
+        models["geoformer-aten"] = models["geoformer"]
     if not a.no_compile:  # the same network through torch.compile (`forecast --compile`)
         models["geoformer-compiled"] = _geoformer()
         models["geoformer-compiled"].load_state_dict(models["geoformer"].state_dict())
@@ -187,28 +223,37 @@ def main() -> None:
         models["physicsnemo"] = pn
     rows = []
     for bench, make in (("forward", _forward_fn), ("train_step", _step_fn)):
-        fns = {name: make(m.train(bench == "train_step"), inputs[name.removesuffix("-compiled")])
+        fns = {name: make(m.train(bench == "train_step"), inputs[_base(name)])
                for name, m in models.items()}
+        if "geoformer-aten" in fns:
+            fns["geoformer-aten"] = _aten(fns["geoformer-aten"])
         for name, seconds in _alternate(fns, a.repeats).items():
             row = {"bench": bench, "model": name, "grid": list(GRID), "window": list(WINDOW),
                    "threads": threads, "median_s": round(statistics.median(seconds), 4),
                    "runs_s": [round(s, 4) for s in seconds]}
-            counted = flops.get(name.removesuffix("-compiled"))
+            counted = flops.get(_base(name))
             if bench == "forward" and counted:
                 row["gflop"] = round(counted / 1e9, 2)
                 row["fraction_of_matmul_rate"] = round(counted / row["median_s"] / rate, 3)
+                if rate_dnn:
+                    row["fraction_of_onednn_rate"] = round(
+                        counted / row["median_s"] / rate_dnn, 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\nfp32 matmul rate: {rate / 1e9:.1f} GFLOP/s ({threads} threads)")
-    print(f"{'bench':<11} {'model':<19} {'median s':>9} {'GFLOP':>7} {'of matmul':>9}")
+    print(f"\nfp32 matmul rate: {rate / 1e9:.1f} GFLOP/s torch.mm"
+          + (f", {rate_dnn / 1e9:.1f} GFLOP/s oneDNN" if rate_dnn else "")
+          + f" ({threads} threads)")
+    print(f"{'bench':<11} {'model':<19} {'median s':>9} {'GFLOP':>7} {'of mm':>6} "
+          f"{'of oneDNN':>9}")
     median = {(r["bench"], r["model"]): r["median_s"] for r in rows}
     runs = {(r["bench"], r["model"]): r["runs_s"] for r in rows}
     for r in rows:
         share = f"{r['fraction_of_matmul_rate']:.0%}" if "gflop" in r else ""
+        share_dnn = f"{r['fraction_of_onednn_rate']:.0%}" if "fraction_of_onednn_rate" in r else ""
         print(f"{r['bench']:<11} {r['model']:<19} {r['median_s']:>9.3f} "
-              f"{r.get('gflop', ''):>7} {share:>9}")
+              f"{r.get('gflop', ''):>7} {share:>6} {share_dnn:>9}")
     for bench in ("forward", "train_step"):
-        for ours in ("geoformer", "geoformer-compiled"):
+        for ours in ("geoformer", "geoformer-aten", "geoformer-compiled"):
             if (bench, "physicsnemo") in median and (bench, ours) in median:
                 ratio = median[bench, ours] / median[bench, "physicsnemo"]
                 # each round times both back to back: the median of the rounds' ratios is
