@@ -63,7 +63,7 @@ def use_onednn(enabled: bool) -> Iterator[None]:
 def _routed(x: Tensor, weight: Tensor) -> bool:
     return (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and not torch.compiler.is_compiling()
-            and not torch.jit.is_scripting())
+            and not torch.jit.is_scripting() and not torch.jit.is_tracing())
 
 
 def _product(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -> Tensor:
