@@ -44,7 +44,8 @@ class PatchEmbed(nn.Module):
         u = self.upper(upper)  # (B, C, Zp/pz, Ht, Wt)
         s = self.surface(surface)  # (B, C, Ht, Wt)
         x = torch.cat([s[:, :, None], u], dim=2)  # (B, C, Zt, Ht, Wt)
-        return x.permute(0, 2, 3, 4, 1)  # (B, Zt, Ht, Wt, C)
+        # channels-last in memory too: the blocks' linear layers take contiguous tokens
+        return x.permute(0, 2, 3, 4, 1).contiguous()  # (B, Zt, Ht, Wt, C)
 
 
 class PatchRecovery(nn.Module):
