@@ -17,8 +17,9 @@ file routes them by hand:
   keys and initialisation.
 - :class:`Mlp` is timm's ``Mlp`` layout (``fc1``, GELU, ``fc2``) on :class:`Linear`.
 
-Everywhere else (CUDA, other dtypes, ``torch.compile``, a torch without the op) it is
-``F.linear``. :func:`use_onednn` turns the route off, e.g. to count FLOPs or compare.
+Everywhere else (CUDA, other dtypes, CPU autocast, ``torch.compile``, tracing, a torch
+without the op) it is ``F.linear``. :func:`use_onednn` turns the route off, e.g. to count
+FLOPs or compare.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def use_onednn(enabled: bool) -> Iterator[None]:
 def _routed(x: Tensor, weight: Tensor) -> bool:
     return (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and not torch.compiler.is_compiling()
-            and not torch.jit.is_scripting() and not torch.jit.is_tracing())
+            and not torch.jit.is_scripting() and not torch.jit.is_tracing()
+            and not torch.is_autocast_enabled("cpu"))  # autocast casts F.linear's inputs
 
 
 def _product(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -> Tensor:

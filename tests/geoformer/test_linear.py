@@ -66,6 +66,8 @@ def test_falls_back_to_f_linear(calls):
                                                                           w.double()))
     strided = torch.randn(8, 5).t()  # not contiguous
     torch.testing.assert_close(lin.linear(strided, w), F.linear(strided, w))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast's bf16 product
+        assert lin.linear(x, w).dtype == torch.bfloat16
     assert not calls
 
 
