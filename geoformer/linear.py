@@ -24,16 +24,18 @@ FLOPs or compare.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.torch_version import TorchVersion
 
 __all__ = ["linear", "Linear", "Mlp", "use_onednn", "onednn_enabled"]
 
-_enabled = True
+_state = threading.local()  # the route's switch, per thread (like torch's grad mode)
 
 
 def _op_available() -> bool:
@@ -44,28 +46,52 @@ def _op_available() -> bool:
 
 _AVAILABLE = _op_available()
 
+if TorchVersion(torch.__version__) >= "2.4":
+    def _cpu_autocast() -> bool:
+        return torch.is_autocast_enabled("cpu")
+else:  # before 2.4 the device argument did not exist
+    _cpu_autocast = torch.is_autocast_cpu_enabled
+
+
+def _switch() -> bool:
+    return getattr(_state, "enabled", True)
+
 
 def onednn_enabled() -> bool:
     """Whether CPU fp32 linear layers go through oneDNN (available and not turned off)."""
-    return _enabled and _AVAILABLE
+    return _switch() and _AVAILABLE
 
 
 @contextmanager
 def use_onednn(enabled: bool) -> Iterator[None]:
-    """Within the block, route CPU fp32 linear products through oneDNN or not."""
-    global _enabled
-    before, _enabled = _enabled, enabled
+    """Within the block (this thread), route CPU fp32 linear products through oneDNN or not.
+    Activation checkpointing recomputes a block with the setting of its forward pass."""
+    before, _state.enabled = _switch(), enabled
     try:
         yield
     finally:
-        _enabled = before
+        _state.enabled = before
 
 
-def _routed(x: Tensor, weight: Tensor) -> bool:
-    return (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and not torch.compiler.is_compiling()
-            and not torch.jit.is_scripting() and not torch.jit.is_tracing()
-            and not torch.is_autocast_enabled("cpu"))  # autocast casts F.linear's inputs
+def _transformed() -> bool:
+    """Inside a torch function transform (vmap, grad, jvp), a dispatch mode (FLOP counter)
+    or forward-mode AD, none of which sees through the oneDNN op."""
+    from torch.autograd import forward_ad
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return (torch._C._functorch.peek_interpreter_stack() is not None
+            or _get_current_dispatch_mode() is not None
+            or getattr(forward_ad, "_current_level", -1) >= 0)
+
+
+def _routed(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    return (_AVAILABLE and _switch() and isinstance(x, Tensor) and x.device.type == "cpu"
+            and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.is_contiguous() and (bias is None or bias.shape == weight.shape[:1])
+            and not torch.compiler.is_compiling() and not torch.jit.is_scripting()
+            and not torch.jit.is_tracing()
+            and not _cpu_autocast()  # autocast casts F.linear's inputs
+            and not _transformed())
 
 
 def _product(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -> Tensor:
@@ -80,7 +106,9 @@ class _OneDnnLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, weight)
+        # each is needed only for the other's gradient
+        ctx.save_for_backward(x if weight.requires_grad else None,
+                              weight if x.requires_grad else None)
         ctx.has_bias = bias is not None
         return _product(x, weight, bias)
 
@@ -91,7 +119,7 @@ class _OneDnnLinear(torch.autograd.Function):
         grad2 = grad.reshape(-1, grad.shape[-1])  # (M, N)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # (M, N) @ (N, K): oneDNN with the weight's transpose
-            gx = _product(grad2, weight.t().contiguous(), None).view(x.shape)
+            gx = _product(grad2, weight.t().contiguous(), None).view(*grad.shape[:-1], -1)
         if ctx.needs_input_grad[1]:  # (N, M) @ (M, K)
             gw = grad2.t().mm(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -102,7 +130,7 @@ class _OneDnnLinear(torch.autograd.Function):
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
            gelu: bool = False) -> Tensor:
     """``F.linear(x, weight, bias)``, then the exact GELU if ``gelu``; oneDNN on the CPU."""
-    if not _routed(x, weight) or not x.is_contiguous():
+    if not _routed(x, weight, bias):
         y = F.linear(x, weight, bias)
         return F.gelu(y) if gelu else y
     grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad

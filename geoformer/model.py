@@ -19,7 +19,7 @@ from .attention import EarthAttention
 from .config import GeoFormerConfig, TokenGrid
 from .embedding import DownSample, PatchEmbed, PatchRecovery, UpSample
 from .layers import crop_end, pad_end, shifted_window_mask, window_partition, window_reverse
-from .linear import Mlp
+from .linear import Mlp, onednn_enabled, use_onednn
 
 __all__ = ["EarthBlock", "Stage", "GeoFormer"]
 
@@ -155,6 +155,11 @@ class EarthBlock(nn.Module):
         return x + self.drop_path(self.norm2(self.mlp(x)))
 
 
+def _with_route(block: nn.Module, route: bool, x: Tensor) -> Tensor:
+    with use_onednn(route):
+        return block(x)
+
+
 class Stage(nn.Module):
     """A run of EarthBlocks on one token grid; odd blocks use shifted windows."""
 
@@ -172,7 +177,8 @@ class Stage(nn.Module):
         """(B, Z, H, W, C) -> (B, Z, H, W, C)."""
         for block in self.blocks:
             if self.checkpoint_activations and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
+                # recomputed with the linear layers' route of this forward pass
+                x = checkpoint(_with_route, block, onednn_enabled(), x, use_reentrant=False)
             else:
                 x = block(x)
         return x

@@ -100,3 +100,49 @@ def test_network_same_with_and_without_onednn(calls):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize("wants", ["x", "w"])
+def test_one_sided_gradients(calls, wants):
+    x, w = torch.randn(6, 10), torch.randn(4, 10)
+    (x if wants == "x" else w).requires_grad_()
+    lin.linear(x, w).sum().backward()
+    assert calls
+    expected = torch.ones(6, 4) @ w if wants == "x" else torch.ones(6, 4).t() @ x
+    torch.testing.assert_close((x if wants == "x" else w).grad, expected)
+
+
+@needs_onednn
+def test_every_layer_takes_the_route_and_flops_are_counted(calls):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = tiny_model().eval()
+    upper, surface = random_inputs(model.config, batch=1)
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with torch.no_grad():
+        model(upper, surface)
+    mlps = sum(isinstance(m, lin.Mlp) for m in model.modules())
+    assert len(calls) == linears and linears > mlps > 0  # the MLP's pair are counted as two
+    counted = []
+    for route in (True, False):
+        with lin.use_onednn(route), torch.no_grad(), FlopCounterMode(display=False) as c:
+            model(upper, surface)
+        counted.append(c.get_total_flops())
+    assert counted[0] == counted[1] > 0  # under the counter the route steps aside
+
+
+@needs_onednn
+def test_checkpointed_blocks_recompute_with_their_forward_route(calls):
+    model = tiny_model(checkpoint_activations=True)
+    upper, surface = random_inputs(model.config)
+    grads = []
+    for route in (False, True):
+        model.zero_grad()
+        with lin.use_onednn(route):
+            loss = sum(o.abs().mean() for o in model(upper, surface))
+        loss.backward()  # outside the block: the recompute keeps the forward's route
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert calls
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
