@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--output", required=True, help="forecast store (.zarr or .nc)")
     fc.add_argument("--batch-size", type=int, default=1)
     fc.add_argument("--compile", action="store_true",
-                    help="run the networks through torch.compile (minutes of compiling, then "
-                         "faster calls on a GPU; on a CPU the eager network is faster)")
+                    help="run the networks through torch.compile (minutes of compiling first; "
+                         "on a CPU the eager network was faster)")
     fc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     fc.add_argument("--overwrite", action="store_true")
     fc.add_argument("--members", type=int, default=1,

@@ -162,8 +162,8 @@ def iter_forecasts(checkpoints: Sequence[str | Path] | Mapping[int, GeoFormerMod
     can be refused (checkpoints, lead times, variables, missing initial times) is refused
     before the first part is computed; a NaN initial state, when its part is read.
     ``compile``: run the networks through ``torch.compile`` (minutes of compiling first;
-    float-noise differences only). It pays on GPUs. On the CPU the eager network's oneDNN
-    linear layers were faster (docs/benchmarks.md)."""
+    float-noise differences only). On the CPU the eager network's oneDNN linear layers
+    were faster (docs/benchmarks.md); on a GPU it has not been measured."""
     notes = [] if notes is None else notes
     models = dict(checkpoints) if isinstance(checkpoints, Mapping) else load_models(checkpoints)
     named = [(getattr(m, "checkpoint_path", f"the {h} h model"), m) for h, m in models.items()]

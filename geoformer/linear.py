@@ -17,9 +17,9 @@ file routes them by hand:
   keys and initialisation.
 - :class:`Mlp` is timm's ``Mlp`` layout (``fc1``, GELU, ``fc2``) on :class:`Linear`.
 
-Everywhere else (CUDA, other dtypes, CPU autocast, ``torch.compile``, tracing, a torch
-without the op) it is ``F.linear``. :func:`use_onednn` turns the route off, e.g. to count
-FLOPs or compare.
+Everywhere else it is ``F.linear``: CUDA, other dtypes, CPU autocast, ``torch.compile``,
+tracing, function transforms, dispatch modes (the FLOP counter counts the layers), forward
+AD, a torch without the op. :func:`use_onednn` turns the route off, e.g. to compare.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd import forward_ad
 from torch.torch_version import TorchVersion
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 __all__ = ["linear", "Linear", "Mlp", "use_onednn", "onednn_enabled"]
 
@@ -76,9 +78,6 @@ def use_onednn(enabled: bool) -> Iterator[None]:
 def _transformed() -> bool:
     """Inside a torch function transform (vmap, grad, jvp), a dispatch mode (FLOP counter)
     or forward-mode AD, none of which sees through the oneDNN op."""
-    from torch.autograd import forward_ad
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
     return (torch._C._functorch.peek_interpreter_stack() is not None
             or _get_current_dispatch_mode() is not None
             or getattr(forward_ad, "_current_level", -1) >= 0)

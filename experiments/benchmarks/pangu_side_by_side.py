@@ -137,15 +137,13 @@ def forward_flops() -> dict[str, int]:
     leaves out the bias), for both networks."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from geoformer.linear import use_onednn
-
     inputs, out = _inputs(), {}
     for name, model in (("geoformer", _geoformer(attention="reference")),
                         ("physicsnemo", _physicsnemo())):
         if model is None:
             continue
-        # F.linear, which the counter knows (it does not count the oneDNN op)
-        with torch.no_grad(), use_onednn(False), FlopCounterMode(display=False) as counter:
+        # under the counter geoformer's linear layers take F.linear, which it counts
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model.eval()(*inputs[name])
         out[name] = int(counter.get_total_flops())
     return out
@@ -213,7 +211,7 @@ def main() -> None:
     flops = forward_flops()
     inputs = _inputs()
     models = {"geoformer": _geoformer()}
-    if onednn_enabled() and not a.no_aten:
+    if onednn_enabled() and not a.no_aten:  # the same model (its own AdamW in the steps)
         models["geoformer-aten"] = models["geoformer"]
     if not a.no_compile:  # the same network through torch.compile (`forecast --compile`)
         models["geoformer-compiled"] = _geoformer()
