@@ -143,6 +143,18 @@ def test_the_numpy_climatology_equals_the_xarray_definition():
     xr.testing.assert_allclose(lazy, fast, rtol=1e-6)  # the dask path: float32 sums
 
 
+def test_the_numpy_climatology_of_variables_of_one_shape_and_missing_days():
+    """Several variables of one shape, and days without data (a 200-day period: most
+    calendar days are missing), which stay out of each variable's mean."""
+    ds = mock_era5(n_time=2 * 200, grid=(4, 8), levels=(850, 500), freq="12h", seed=4)
+    ds = ds[["temperature", "geopotential", "2m_temperature", "mean_sea_level_pressure"]]
+    fast = compute_climatology(ds, window_days=15)
+    expected = _reference_climatology(ds, 15)
+    for name in ds.data_vars:
+        np.testing.assert_allclose(fast[name].values, expected[name].values, rtol=1e-12,
+                                   atol=0, equal_nan=True)
+
+
 def test_the_blas_spatial_mean_equals_the_weighted_sum():
     rng = np.random.default_rng(5)
     lat = np.linspace(80, -80, 5)
