@@ -1,7 +1,7 @@
 """Trial a direct long-lead model beside the shipped 24 h one, on validation initial times only.
 
     .venv/bin/python experiments/geoformer/trial_lead_model.py --lead-hours 120 \\
-        --train-steps 1200 --output trial-lead [--fit-arg=--model.lr=1e-3 ...]
+        --train-steps 1200 --output trial-lead [--overwrite] [--fit-arg=--model.lr=1e-3 ...]
 
 Trains a K-hour model from scratch with the demo's fit config (experiments/geoformer/demo.yaml:
 seeded, cosine over the steps; the best validation checkpoint is kept), then forecasts 5 days
@@ -18,17 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from tune_rollout import DEMO_FIT, ROOT, SHIPPED, scores
+from tune_rollout import DEMO_FIT, SHIPPED, scores, validation_scoring
 
 from geoformer.demo import fit_args
-from geoformer.evaluation import evaluate
-from geoformer.forecast import forecast, load_models
-from geoformer.sources.held_suarez import (
-    load_or_build_held_suarez,
-    load_recipe,
-    split_slices,
-    spread_initial_times,
-)
 from geoformer.train import run as run_fit
 
 
@@ -39,21 +31,19 @@ def main() -> None:
     p.add_argument("--output", type=Path, default=Path("trial-lead"))
     p.add_argument("--fit-arg", action="append", default=[], metavar="ARG",
                    help="one more `geoformer fit` argument (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier --output")
     a = p.parse_args()
-    if a.train_steps < 1:
-        print(f"trial_lead_model.py: --train-steps: expected a positive integer, found "
-              f"{a.train_steps}", file=sys.stderr)
+    problem = next((text for bad, text in (
+        (a.train_steps < 1, f"--train-steps: expected a positive integer, found {a.train_steps}"),
+        (a.output.is_dir() and any(a.output.iterdir()) and not a.overwrite,
+         f"--output: {a.output} holds files of an earlier run; pass --overwrite"),
+        (any(not (arg.startswith("--") and "=" in arg) for arg in a.fit_arg),
+         f"--fit-arg: expected --key=value, found {a.fit_arg}"),
+    ) if bad), None)
+    if problem:
+        print(f"trial_lead_model.py: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
-    store = str(load_or_build_held_suarez(recipe=recipe))
-    splits = split_slices(recipe)
-    inits = spread_initial_times(splits["validation"], "120h", 12)
-    train = [splits["train"].start, splits["train"].stop]
-
-    def score(checkpoints):
-        fc = forecast(load_models(checkpoints), store, inits, lead_time="5d", every="24h")
-        return evaluate(fc, store, train_period=train, climatology_kind="time_mean",
-                        references=("damped_persistence",))
+    store, splits, _, score = validation_scoring()
 
     run = {"name": f"lead{a.lead_hours}", "args": [
         f"--data.lead_hours={a.lead_hours}", "--trainer.max_time=null",

@@ -58,6 +58,25 @@ def scores(table: pd.DataFrame, name: str) -> dict[str, float]:
     return out
 
 
+def validation_scoring(initial_times: int = 12):
+    """(store, splits, initial times, score): the cached Held-Suarez store, the recipe's
+    periods, ``initial_times`` spread over the validation period, and a function that
+    forecasts 5 days every 24 h from them with a list of checkpoints and scores the forecast
+    against damped persistence (fitted on the training period)."""
+    recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
+    store = str(load_or_build_held_suarez(recipe=recipe))
+    splits = split_slices(recipe)
+    inits = spread_initial_times(splits["validation"], "120h", initial_times)
+    train = [splits["train"].start, splits["train"].stop]
+
+    def score(checkpoints: list[Path]) -> pd.DataFrame:
+        fc = forecast(load_models(checkpoints), store, inits, lead_time="5d", every="24h")
+        return evaluate(fc, store, train_period=train, climatology_kind="time_mean",
+                        references=("damped_persistence",))
+
+    return store, splits, inits, score
+
+
 def _short(fit_arg: str) -> str:
     """--model.area_weighted_loss=true -> area_weighted_loss_true (a trial's name)."""
     key, _, value = fit_arg.lstrip("-").partition("=")
@@ -99,16 +118,10 @@ def main() -> None:
         except SystemExit as done:  # --print_config exits 0; a bad argument 2, said in a line
             if done.code not in (0, None):
                 raise
-    recipe = load_recipe(ROOT / "datasets" / "held_suarez" / "recipe.yaml")
-    store = str(load_or_build_held_suarez(recipe=recipe))
-    splits = split_slices(recipe)
-    inits = spread_initial_times(splits["validation"], "120h", a.initial_times)
-    train = [splits["train"].start, splits["train"].stop]
+    store, splits, inits, score_models = validation_scoring(a.initial_times)
 
     def score(checkpoint: Path) -> pd.DataFrame:
-        fc = forecast(load_models([checkpoint]), store, inits, lead_time="5d", every="24h")
-        return evaluate(fc, store, train_period=train, climatology_kind="time_mean",
-                        references=("damped_persistence",))
+        return score_models([checkpoint])
 
     start = score(a.init)
     print(json.dumps({"trial": "start", "init": str(a.init), "period": "validation",

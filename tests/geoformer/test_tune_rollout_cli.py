@@ -41,3 +41,20 @@ def test_an_unknown_fit_argument_is_one_line_before_any_work(tmp_path):
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and "model.bogus: unknown key" in lines[0]
     assert not out.exists() and not (tmp_path / "cache").exists()  # no store was built
+
+
+TRIAL = SCRIPT.with_name("trial_lead_model.py")
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda tmp: ["--train-steps", "0"], "--train-steps: expected a positive integer, found 0"),
+    (_earlier, "holds files of an earlier run; pass --overwrite"),
+    (lambda tmp: ["--fit-arg=model.lr"], "--fit-arg: expected --key=value, found ['model.lr']"),
+])
+def test_the_lead_model_trial_refuses_bad_arguments_in_one_line(args, message, tmp_path):
+    done = subprocess.run([sys.executable, str(TRIAL), *args(tmp_path)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    lines = [line for line in done.stderr.splitlines() if "Warning" not in line]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("trial_lead_model.py: ") and message in lines[0]
+    assert [p.name for p in tmp_path.rglob("*")] in ([], ["out", "old.txt"])
