@@ -72,12 +72,11 @@ def _dayofyear_hour_climatology(ds: xr.Dataset, window_days: int) -> xr.Dataset:
 
 def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
                        half: int) -> xr.Dataset:
-    """``_dayofyear_hour_climatology`` of numpy data: the daily means as the xarray path
-    computes them (groupby mean, reindex), the triangular mean over days in float64, the
-    hours concatenated; written out because xarray without flox reduces the 366 groups one
-    Dataset at a time and concatenates them, which made the climatology the slowest step of
-    ``evaluate``. Each hour of day is read once; the daily means of every hour are smoothed
-    together (per column, so the same)."""
+    """``_dayofyear_hour_climatology`` of numpy data, the same numbers as the xarray path
+    (groupby mean, reindex, triangular mean, concat of the hours), written out: xarray
+    without flox reduces the 366 groups one Dataset at a time and concatenates them, which
+    made the climatology the slowest step of ``evaluate``. Each hour of day is read once;
+    the daily means of every hour are smoothed together (per column, so the same)."""
     daily = {name: np.full((days.size, hours.size, *(da.sizes[d] for d in da.dims
                                                       if d != "time")), np.nan,
                              np.result_type(da.dtype, np.float32))  # integers: a float mean
@@ -125,45 +124,36 @@ def _smooth_over_days(daily: xr.Dataset, window_days: int) -> xr.Dataset:
 
 def _triangular_mean(values: np.ndarray, half: int, axis: int = -1) -> np.ndarray:
     """``_smooth_over_days`` on an axis (the days) of a numpy array: for each day d, the sum over
-    offsets k = -half..half of (half + 1 - |k|) x[d + k] (cyclic; NaN counted as 0), divided
-    by the sum of the weights of the non-NaN terms; NaN where there is none. In float64.
-
-    The triangular window is two box windows in a row (offsets 0..half, then -half..0), and
-    each box sum is a difference of cumulative sums: a few passes over the data whatever the
-    window, where the weighted sum of 2 half + 1 shifted copies took 61 passes at the default
-    window (the slowest step of ``evaluate``). Written here because neither numpy nor scipy
-    has a cyclic, NaN-skipping weighted moving mean; the weight sums are exact (integers)."""
-    x = np.moveaxis(values, axis, 0)  # days first: each column is one series
+    offsets k = -half..half of (half + 1 - |k|) x[d + k] (cyclic; NaN counted as 0), in
+    that order and in the dtype of x, divided (in float64) by the sum of the weights of the
+    non-NaN terms; NaN where there is none. In place, a block of columns at a time (so the
+    buffers stay in cache): a roll, a fillna, a product and a sum of whole Datasets per
+    offset made this the slowest step of ``evaluate``; the numbers are the same."""
+    x = np.moveaxis(values, axis, 0)  # days first: each shift is two contiguous slices
     n, shape = x.shape[0], x.shape
     x = x.reshape(n, -1)
     valid = ~np.isnan(x)
     if valid.size and (valid.all(axis=1) == valid.any(axis=1)).all():
         valid = valid[:, :1]  # the gaps are whole days: one weight sum for every column
-    weight_sum = _triangular_sum(valid.astype(np.int64), half).astype(np.float64)
+    weight_sum = np.zeros(valid.shape, dtype=np.float64)
+    shifts = [(half + 1 - abs(offset), offset % n) for offset in range(-half, half + 1)]
+    for weight, k in shifts:  # shifted[d] = x[(d + offset) % n], k = offset % n
+        weight_sum[:n - k] += weight * valid[k:]
+        weight_sum[n - k:] += weight * valid[:k]
     weight_sum[weight_sum == 0] = np.nan
     mean = np.empty(x.shape, dtype=np.result_type(x.dtype, np.float64))
-    width = max(1, 2**18 // max(n, 1))  # a block of columns at a time: the buffers stay in cache
+    width = max(1, 2**18 // max(n, 1))
     for first in range(0, x.shape[1], width):
         cols = slice(first, first + width)
-        filled = np.where(np.isnan(x[:, cols]), 0, x[:, cols]).astype(np.float64, copy=False)
-        np.divide(_triangular_sum(filled, half),
-                  weight_sum if weight_sum.shape[1] == 1 else weight_sum[:, cols],
+        filled = np.where(np.isnan(x[:, cols]), 0, x[:, cols])
+        total, term = np.zeros_like(filled), np.empty_like(filled)
+        for weight, k in shifts:
+            np.multiply(filled[k:], weight, out=term[:n - k])
+            np.multiply(filled[:k], weight, out=term[n - k:])
+            np.add(total, term, out=total)
+        np.divide(total, weight_sum if weight_sum.shape[1] == 1 else weight_sum[:, cols],
                   out=mean[:, cols])
     return np.moveaxis(mean.reshape(shape), 0, axis)
-
-
-def _triangular_sum(y: np.ndarray, half: int) -> np.ndarray:
-    """sum over k = -half..half of (half + 1 - |k|) y[(d + k) % n], for each row d."""
-    return _cyclic_box_sum(_cyclic_box_sum(y, 0, half), -half, 0)
-
-
-def _cyclic_box_sum(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """sum over k = lo..hi of y[(d + k) % n], for each row d of y (n rows)."""
-    n = y.shape[0]
-    extended = y[np.arange(lo, n + hi) % n]  # rows d + lo .. d + hi of every d, wrapped
-    total = np.zeros((extended.shape[0] + 1, *y.shape[1:]), dtype=y.dtype)
-    np.cumsum(extended, axis=0, out=total[1:])
-    return total[hi - lo + 1:] - total[:n]
 
 
 def climatology_at(climatology: xr.Dataset, valid_times) -> xr.Dataset:

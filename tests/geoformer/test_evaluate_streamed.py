@@ -108,15 +108,14 @@ def test_scoring_holds_one_block_of_initial_times_at_a_time(truth, monkeypatch):
 
 def _reference_climatology(ds: xr.Dataset, window_days: int) -> xr.Dataset:
     """The day-of-year-and-hour climatology in plain xarray (groupby, roll), as defined in
-    ``compute_climatology``'s docstring: the daily means in the data's dtype, as xarray's
-    groupby computes them, smoothed in float64."""
+    ``compute_climatology``'s docstring."""
     half = (window_days - 1) // 2
     per_hour = []
     hours = np.unique(ds["time"].dt.hour.values)
     for hour in hours:
         at_hour = ds.isel(time=(ds["time"].dt.hour == hour).values)
         daily = at_hour.groupby("time.dayofyear").mean("time").reindex(
-            dayofyear=np.arange(1, 367)).astype(np.float64)
+            dayofyear=np.arange(1, 367))
         total, weight_sum = 0.0, 0.0
         for offset in range(-half, half + 1):
             weight = half + 1 - abs(offset)
