@@ -51,6 +51,7 @@ def open_forecast(forecast: xr.Dataset | str | Path) -> xr.Dataset:
         # dask, whose float32 sums over members score_table keeps chunk by chunk (persist)
         ds = xr.open_dataset(path, engine=engine, chunks=None)
         if engine and "number" in ds.dims:
+            ds.close()
             ds = xr.open_dataset(path, engine=engine, chunks={})
         return ds
     except Exception as err:  # each backend has its own errors for a file that is not one
