@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .climatology import compute_climatology
+from .climatology import climatology_and_last_steps, compute_climatology
 from .references import (
     _at_times,
     climatology_forecast,
@@ -138,6 +138,7 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     _check_finite(truth, scored.intersection(pd.DatetimeIndex(truth["time"].values)), source)
     needs_clim = bool({"climatology", "damped_persistence"} & set(references))
     train = slice(*train_period) if train_period else None
+    fit_truth = None  # damped persistence's training data, when read with the climatology
     if climatology is not None:
         clim = _open(climatology) if isinstance(climatology, (str, Path)) else climatology
     elif needs_clim or train is not None:
@@ -145,7 +146,14 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
             raise ValueError("a train_period (or a climatology) is needed for the climatology "
                              "and damped persistence references and for ACC")
         # computed, not loaded first: a dask truth (years of data) is reduced chunk by chunk
-        clim = compute_climatology(truth.sel(time=train), kind=climatology_kind).compute()
+        train_truth = truth.sel(time=train)
+        if "damped_persistence" in references and "time" in train_truth.dims and (
+                max_fit_times is not None and 0 < max_fit_times < train_truth.sizes["time"]):
+            # the fit's steps copied out as the climatology reads them: read once, not twice
+            clim, fit_truth = climatology_and_last_steps(train_truth, max_fit_times,
+                                                         kind=climatology_kind)
+        else:
+            clim = compute_climatology(train_truth, kind=climatology_kind).compute()
     else:
         clim = None
     inits, leads = fc["time"].values, pd.to_timedelta(fc["prediction_timedelta"].values)
@@ -162,9 +170,10 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
     if "damped_persistence" in references:
         if train is None:
             raise ValueError("damped persistence is fitted on a training period: give one")
-        fit_truth = truth.sel(time=train)  # the most recent max_fit_times steps bound the cost
-        if max_fit_times is not None:
-            fit_truth = fit_truth.isel(time=slice(-max_fit_times, None))
+        if fit_truth is None:  # the most recent max_fit_times steps bound the cost
+            fit_truth = truth.sel(time=train)
+            if max_fit_times is not None:
+                fit_truth = fit_truth.isel(time=slice(-max_fit_times, None))
         coefficients = fit_damped_persistence(fit_truth.load(), clim, leads)
         forecasts["damped_persistence"] = partial(_damped_reference, clim, coefficients)
     return score_table(forecasts, truth, clim, regions=regions, spectra=spectra,

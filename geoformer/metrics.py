@@ -38,6 +38,7 @@ __all__ = [
     "rmse_time_mean_then_sqrt",
     "rmse_per_sample_then_time_mean",
     "acc_spatial",
+    "acc_truth_terms",
     "acc",
     "valid_time",
     "align_grid",
@@ -123,20 +124,34 @@ def _time_mean_of_sqrt(mse: Data, time_dim: str) -> Data:
 
 
 def acc_spatial(forecast: Data, truth: Data, climatology: xr.Dataset,
-                region: str = "global") -> Data:
+                region: str = "global", truth_terms: tuple | None = None) -> Data:
     """Uncentred anomaly correlation per sample (valid time), dimensionless.
 
     mean_w(f' o') / sqrt(mean_w(f'^2) mean_w(o'^2)), with f', o' the forecast and truth
     minus the climatology at each sample's valid time (``valid_time(forecast)``).
     climatology: as made by ``climatology.compute_climatology``. Returns the input dims
     without (latitude, longitude). A sample whose anomaly is zero everywhere gives NaN (0 / 0).
+    truth_terms: ``acc_truth_terms(truth, climatology, forecast, region)`` when several
+    forecasts of the same times, variables and grid are scored against one truth (then
+    computed once; the numbers are the same).
     """
     forecast, truth = _paired(forecast, truth)
-    clim = _climatology_like(climatology, forecast)
+    clim, o_anom, o_power = (truth_terms if truth_terms is not None
+                             else acc_truth_terms(truth, climatology, forecast, region))
     f_anom = forecast - clim
-    o_anom = truth - clim
     covariance = spatial_mean(f_anom * o_anom, region)
-    return covariance / np.sqrt(spatial_mean(f_anom**2, region) * spatial_mean(o_anom**2, region))
+    return covariance / np.sqrt(spatial_mean(f_anom**2, region) * o_power)
+
+
+def acc_truth_terms(truth: Data, climatology: xr.Dataset, forecast: Data,
+                    region: str = "global") -> tuple[Data, Data, Data]:
+    """What ``acc_spatial`` computes from the truth alone: the climatology at the forecast's
+    valid times (on its variables, levels and grid), the truth's anomaly o' and mean_w(o'^2).
+    truth: aligned to ``forecast`` (as ``acc_spatial`` takes it)."""
+    forecast, truth = _paired(forecast, truth)
+    clim = _climatology_like(climatology, forecast)
+    o_anom = truth - clim
+    return clim, o_anom, spatial_mean(o_anom**2, region)
 
 
 def _climatology_like(climatology: xr.Dataset, forecast: Data) -> Data:

@@ -23,6 +23,7 @@ from .metrics import (
     _sqrt_of_time_mean,
     _time_mean_of_sqrt,
     acc_spatial,
+    acc_truth_terms,
     align_grid,
     check_no_nan,
     mse_spatial,
@@ -156,11 +157,12 @@ def _score_group(coords: xr.Dataset, forecasts: Mapping[str, xr.Dataset | Callab
         parts: dict[tuple, list] = {}
         for first in range(0, leads.size, step):
             part = slice(first, first + step)
+            shared: dict = {}  # the truth at the part's valid times, for every forecast
             for i, (name, forecast) in enumerate(forecasts.items()):
                 _score_part(name, forecast, block, leads[part], scored[:, part],
                             block_truth, at.isel(prediction_timedelta=part), climatology,
                             regions, variables, names, spectra, truth_spectra and i == 0,
-                            parts, samples, rngs)
+                            parts, samples, rngs, shared)
         for key, values in parts.items():  # the leads of the block together again
             samples.setdefault(key, []).append(
                 values[0] if len(values) == 1 else xr.concat(values, "prediction_timedelta"))
@@ -175,9 +177,13 @@ def _score_part(name: str, forecast: xr.Dataset | Callable, inits: np.ndarray,
                 leads: np.ndarray, scored: np.ndarray, truth: xr.Dataset, at: xr.DataArray,
                 climatology: xr.Dataset | None, regions: Sequence[str],
                 variables: Sequence[str] | None, names: list, spectra: bool,
-                truth_spectra: bool, parts: dict, samples: dict, rngs: dict) -> None:
+                truth_spectra: bool, parts: dict, samples: dict, rngs: dict,
+                shared: dict) -> None:
     """The quantities of one forecast at some initial times and leads (``_score_group``):
-    into ``parts``, or ``samples`` for the rank histograms (one lead at a time)."""
+    into ``parts``, or ``samples`` for the rank histograms (one lead at a time). ``shared``
+    keeps, for the forecasts of the same part, what depends on the truth alone (the truth
+    at the valid times, ACC's climatology and truth anomaly), keyed by the variables, levels
+    and grid it was made for: computed once, not once per forecast (the same numbers)."""
     from .probabilistic import probabilistic_samples, rank_histogram_spatial, zonal_energy_spectrum
 
     def add(key: tuple, values: xr.Dataset) -> None:
@@ -192,15 +198,22 @@ def _score_part(name: str, forecast: xr.Dataset | Callable, inits: np.ndarray,
         fc = fc.persist() if fc.chunks and "number" in fc.dims else fc.load()
     else:
         fc = forecast(truth, inits, leads)[names if variables is None else list(variables)]
-    tr = _select_levels(fc, align_grid(fc, truth[list(fc.data_vars)]), name)
-    tr = tr.drop_vars("time").isel(time=at).assign_coords(
-        time=fc["time"].values, prediction_timedelta=fc["prediction_timedelta"].values)
+    key = (tuple(fc.data_vars), *(fc[d].values.tobytes() for d in ("level", *SPATIAL_DIMS)
+                                  if d in fc.dims))
+    if key not in shared:
+        tr = _select_levels(fc, align_grid(fc, truth[list(fc.data_vars)]), name)
+        shared[key] = tr.drop_vars("time").isel(time=at).assign_coords(
+            time=fc["time"].values, prediction_timedelta=fc["prediction_timedelta"].values)
+    tr = shared[key]
     # an ensemble's deterministic scores are those of its member mean
     members, fc = (fc, fc.mean("number", skipna=False)) if "number" in fc.dims else (None, fc)
     for region in regions:
         add((name, region, "mse"), mse_spatial(fc, tr, region))
         if climatology is not None:
-            add((name, region, "acc"), acc_spatial(fc, tr, climatology, region))
+            if (key, region) not in shared:
+                shared[key, region] = acc_truth_terms(tr, climatology, fc, region)
+            add((name, region, "acc"), acc_spatial(fc, tr, climatology, region,
+                                                   truth_terms=shared[key, region]))
         if members is None:
             continue
         for quantity, values in probabilistic_samples(members, tr, region).items():
