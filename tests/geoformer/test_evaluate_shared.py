@@ -140,3 +140,30 @@ def test_acc_of_forecasts_sharing_the_truth_terms_equals_each_scored_alone(monke
             if "level" in da.dims:
                 da = da.sel(level=row.level)
             assert row.value == pytest.approx(float(da), rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_the_banded_lagged_sums_equal_one_dot_per_lead(gaps):
+    """The damped-persistence fit's sums from blocks of the Gram matrix's band equal the
+    one-dot-per-lead loop (float noise), with consecutive steps and with gaps (index
+    positions); a band wider than the leads justify takes the loop itself."""
+    from geoformer.references import _dot, _lagged_sums
+
+    rng = np.random.default_rng(3)
+    steps = np.sort(rng.choice(300, 230, replace=False)) if gaps else np.arange(200)
+    a = rng.standard_normal((3, steps.size, 4, 6))
+    aw = a * np.linspace(0.2, 1.0, 4)[:, None]
+    pairs = []
+    for lead in (1, 2, 7, 30):
+        later = steps + lead
+        has = np.isin(later, steps)
+        first, second = np.searchsorted(steps, steps[has]), np.searchsorted(steps, later[has])
+        pairs.append((first, second) if gaps else (slice(0, steps.size - lead),
+                                                   slice(lead, steps.size)))
+    for got, (first, later) in zip(_lagged_sums(aw, a, pairs), pairs):
+        np.testing.assert_allclose(got[0], _dot(aw[:, first], a[:, later]), rtol=1e-12)
+        np.testing.assert_allclose(got[1], _dot(aw[:, first], a[:, first]), rtol=1e-12)
+        assert got[0].shape == (3,)
+    wide = [(slice(0, 100), slice(100, 200))]  # one lead 100 steps ahead: the loop
+    (num, den), = _lagged_sums(aw, a, wide)
+    np.testing.assert_array_equal(num, _dot(aw[:, :100], a[:, 100:200]))
