@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from pandas.testing import assert_frame_equal
 
+import geoformer.blockmetrics as blockmetrics
 import geoformer.climatology as climatology
 import geoformer.evaluation as evaluation
 import geoformer.metrics as metrics
@@ -119,15 +121,22 @@ def test_acc_of_forecasts_sharing_the_truth_terms_equals_each_scored_alone(monke
     forecasts = {"a": store(0.5), "b": store(2.0), "flipped": store(1.0).isel(latitude=slice(
         None, None, -1)), "fewer": store(1.5)[["temperature"]]}
     terms = []
-    original = metrics.acc_truth_terms
 
-    def spy(*args, **kwargs):
-        terms.append(args)
-        return original(*args, **kwargs)
+    def spying(original):
+        def spy(*args, **kwargs):
+            terms.append(args)
+            return original(*args, **kwargs)
+        return spy
 
-    monkeypatch.setattr("geoformer.scores.acc_truth_terms", spy)
-    table = score_table(forecasts, truth, clim)
+    monkeypatch.setattr("geoformer.scores.acc_truth_terms", spying(metrics.acc_truth_terms))
+    monkeypatch.setattr("geoformer.scores.acc_truth_of_block",
+                        spying(blockmetrics.acc_truth_of_block))
+    table = score_table(forecasts, truth, clim)  # the numpy path: float arrays in memory
     assert len(terms) == 3  # a and b share; flipped and fewer have their own
+    terms.clear()
+    monkeypatch.setattr("geoformer.scores.numpy_block", lambda *a: False)
+    assert_frame_equal(score_table(forecasts, truth, clim), table, check_exact=True)
+    assert len(terms) == 3  # the xarray path shares them alike
     for name, fc in forecasts.items():
         tr = xr.concat([truth[list(fc.data_vars)].sel(time=inits + lead).assign_coords(
             time=inits) for lead in leads], dim=pd.Index(leads, name="prediction_timedelta"))
