@@ -62,14 +62,11 @@ def _spatial_mean(x: np.ndarray, weights: tuple) -> np.ndarray:
 
 def _dataset(values: dict, like: xr.Dataset) -> xr.Dataset:
     """Per-variable arrays with ``like``'s dims but (latitude, longitude), and its coords
-    along those dims."""
-    out = {}
-    for name, array in values.items():
-        dims = like[name].dims[:-2]
-        coords = {k: v for k, v in like[name].coords.items()
-                  if not set(v.dims) & set(SPATIAL_DIMS)}
-        out[name] = xr.DataArray(array, dims=dims, coords=coords)
-    return xr.Dataset(out)
+    along those dims (built from variables: DataArrays with coords cost ~15 ms a block)."""
+    coords = {k: v.variable for k, v in like.coords.items()
+              if not set(v.dims) & set(SPATIAL_DIMS)}
+    return xr.Dataset({name: xr.Variable(like[name].dims[:-2], array)
+                       for name, array in values.items()}, coords=coords)
 
 
 @np.errstate(all="ignore")  # as xarray's arithmetic: NaN and inf are values here
