@@ -105,9 +105,8 @@ def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
     (groupby mean, reindex, triangular mean, concat of the hours), written out: xarray
     without flox reduces the 366 groups one Dataset at a time and concatenates them, which
     made the climatology the slowest step of ``evaluate``. Each hour of day is read once;
-    its daily means are taken and smoothed in a second thread while the next hour is read
-    (reading kept about one core of two busy; each column is smoothed alone, so the same
-    numbers), with at most two hours in memory.
+    its daily means are smoothed in a second thread while the next hour is read (reading
+    kept about one core of two busy; each column is smoothed alone, so the same numbers).
     keep: (a slice of the time steps, a dict): those steps, as read, are put in the dict
     as a loaded Dataset under "dataset" (``climatology_and_last_steps``)."""
     daily = {name: np.full((days.size, hours.size, *(da.sizes[d] for d in da.dims
@@ -123,30 +122,14 @@ def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
     smoothed = {name: np.empty(values.shape, np.result_type(values.dtype, np.float64))
                 for name, values in daily.items()}
 
-    def digest(j: int, at_hour: xr.Dataset) -> None:  # in the second thread
-        doy = at_hour["time"].dt.dayofyear.values
-        groups = [(at[int(d)], np.flatnonzero(doy == d)) for d in np.unique(doy)]
-        if keep is not None:  # which of this hour's steps are kept, and where they go
-            steps = np.flatnonzero(hour_of == hours[j])
-            into, mine = np.flatnonzero(hour_of[wanted] == hours[j]), np.isin(steps, wanted)
-        for name, da in at_hour.data_vars.items():
-            x = da.transpose("time", ...).values
-            _daily_means(x, groups, daily[name][:, j])
-            if keep is not None:
-                kept[name][into] = x[mine]
-            smoothed[name][:, j] = _triangular_mean(daily[name][:, j], half, axis=0)
+    def smooth(name: str, j: int) -> None:
+        smoothed[name][:, j] = _triangular_mean(daily[name][:, j], half, axis=0)
 
     with ThreadPoolExecutor(1) as pool:
-        job = None
-        for j, hour in enumerate(hours):
-            at_hour = ds.isel(time=hour_of == hour).load()
-            if job is not None:
-                job.result()  # at most two hours in memory: one read, one digested
-            job = pool.submit(digest, j, at_hour)
-            del at_hour
-        if job is not None:
+        pending = [pool.submit(smooth, name, j) for j, name in _read_hours(
+            ds, hours, hour_of, at, daily, keep and (wanted, kept))]
+        for job in pending:
             job.result()
-    daily.clear()  # the float32 daily means: no longer needed
     out = {name: xr.Variable(("dayofyear", "hour", *(d for d in da.dims if d != "time")),
                              smoothed.pop(name), attrs=da.attrs)
            for name, da in ds.data_vars.items()}
@@ -158,6 +141,28 @@ def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
                                attrs=da.attrs).transpose(*da.dims)
              for name, da in last.data_vars.items()}, coords=last.coords.variables)
     return xr.Dataset(out, coords={**coords, "dayofyear": days, "hour": hours})
+
+
+def _read_hours(ds: xr.Dataset, hours: np.ndarray, hour_of: np.ndarray, at: dict,
+                daily: dict, keep: tuple | None):
+    """Read ``ds`` an hour of day at a time into the daily means ``daily[name][:, j]``
+    (and the kept steps, ``keep`` = (their positions, arrays by name)); yields (j, name)
+    as each variable's daily means of hour j are complete."""
+    if keep:
+        wanted, kept = keep
+    for j, hour in enumerate(hours):
+        at_hour = ds.isel(time=hour_of == hour).load()
+        doy = at_hour["time"].dt.dayofyear.values
+        groups = [(at[int(d)], np.flatnonzero(doy == d)) for d in np.unique(doy)]
+        if keep:  # which of this hour's steps are kept, and where they go
+            steps = np.flatnonzero(hour_of == hour)
+            into, mine = np.flatnonzero(hour_of[wanted] == hour), np.isin(steps, wanted)
+        for name, da in at_hour.data_vars.items():
+            x = da.transpose("time", ...).values
+            _daily_means(x, groups, daily[name][:, j])
+            if keep:
+                kept[name][into] = x[mine]
+            yield j, name
 
 
 def _daily_means(x: np.ndarray, groups: list, out: np.ndarray) -> None:
