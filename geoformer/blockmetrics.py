@@ -8,8 +8,8 @@ operation on a Dataset (aligning, merging coordinates, building the result) was 
 times the arithmetic on a block (0.03-0.2 s against 0.003 s for the MSE of an 8-variable
 block of 32 samples at 32 x 64), and ``evaluate`` makes a few hundred such calls.
 
-Anything else (dask arrays, dims in other orders, non-float data) returns None and the
-caller takes the xarray path.
+``numpy_block`` says whether a block qualifies; for anything else (dask arrays, dims in
+other orders, non-float data, a dask climatology) the caller takes the xarray path.
 """
 
 from __future__ import annotations

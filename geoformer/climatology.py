@@ -139,7 +139,8 @@ def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
         keep[1]["dataset"] = xr.Dataset(
             {name: xr.Variable(("time", *(d for d in da.dims if d != "time")), kept[name],
                                attrs=da.attrs).transpose(*da.dims)
-             for name, da in last.data_vars.items()}, coords=last.coords.variables)
+             for name, da in last.data_vars.items()},
+            coords=last.coords.to_dataset().load().coords, attrs=ds.attrs)
     return xr.Dataset(out, coords={**coords, "dayofyear": days, "hour": hours})
 
 

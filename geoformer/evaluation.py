@@ -147,11 +147,11 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
                              "and damped persistence references and for ACC")
         # computed, not loaded first: a dask truth (years of data) is reduced chunk by chunk
         train_truth = truth.sel(time=train)
-        if "damped_persistence" in references and "time" in train_truth.dims and (
-                max_fit_times is not None and 0 < max_fit_times < train_truth.sizes["time"]):
+        steps = train_truth.sizes.get("time", 0)
+        if "damped_persistence" in references and steps and (max_fit_times or steps) > 0:
             # the fit's steps copied out as the climatology reads them: read once, not twice
-            clim, fit_truth = climatology_and_last_steps(train_truth, max_fit_times,
-                                                         kind=climatology_kind)
+            clim, fit_truth = climatology_and_last_steps(
+                train_truth, min(max_fit_times or steps, steps), kind=climatology_kind)
         else:
             clim = compute_climatology(train_truth, kind=climatology_kind).compute()
     else:

@@ -136,6 +136,8 @@ def acc_spatial(forecast: Data, truth: Data, climatology: xr.Dataset,
     computed once; the numbers are the same).
     """
     forecast, truth = _paired(forecast, truth)
+    if truth_terms is not None:  # made for these samples and levels? (no silent inner join)
+        _paired(forecast, truth_terms[1])
     clim, o_anom, o_power = (truth_terms if truth_terms is not None
                              else acc_truth_terms(truth, climatology, forecast, region))
     f_anom = forecast - clim

@@ -116,12 +116,14 @@ def _lagged_sums(aw: np.ndarray, a: np.ndarray, pairs: list) -> list:
     products of blocks of times compute at once (BLAS-3, for all leads together): the
     one-dot-per-lead loop (``_dot``) read both arrays twice per lead and was bound by memory
     bandwidth. The sums then differ from the loop's in the last digits (another order).
-    Falls back to the loop when the band is wide against the number of leads."""
+    Falls back to the loop when the band is wide against the number of leads, and when a
+    later step lies before its first (times not in order, or a negative lead)."""
     steps = a.shape[1]
     index = [(np.arange(steps)[first], np.arange(steps)[later]) for first, later in pairs]
     width = max((int((later - first).max()) for first, later in index if first.size),
                 default=0)
-    if width + 1 > max(64, 8 * len(pairs)):
+    backwards = any(first.size and (later < first).any() for first, later in index)
+    if backwards or width + 1 > max(64, 8 * len(pairs)):  # times out of order, or few leads
         return [(_dot(aw[:, first], a[:, later]), _dot(aw[:, first], a[:, first]))
                 for first, later in pairs]
     rest = a.shape[0]

@@ -200,8 +200,8 @@ def _score_part(name: str, forecast: xr.Dataset | Callable, inits: np.ndarray,
         fc = fc.persist() if fc.chunks and "number" in fc.dims else fc.load()
     else:
         fc = forecast(truth, inits, leads)[names if variables is None else list(variables)]
-    key = (tuple(fc.data_vars), *(fc[d].values.tobytes() for d in ("level", *SPATIAL_DIMS)
-                                  if d in fc.dims))
+    key = (tuple(fc.data_vars), *((fc[d].dtype.str, fc[d].values.tobytes())
+                                  for d in ("level", *SPATIAL_DIMS) if d in fc.dims))
     if key not in shared:
         tr = _select_levels(fc, align_grid(fc, truth[list(fc.data_vars)]), name)
         shared[key] = tr.drop_vars("time").isel(time=at).assign_coords(
@@ -209,7 +209,8 @@ def _score_part(name: str, forecast: xr.Dataset | Callable, inits: np.ndarray,
     tr = shared[key]
     # an ensemble's deterministic scores are those of its member mean
     members, fc = (fc, fc.mean("number", skipna=False)) if "number" in fc.dims else (None, fc)
-    fast = members is None and numpy_block(fc, tr)  # numpy: the same numbers, faster
+    fast = members is None and numpy_block(fc, tr) and not (  # numpy: the same numbers
+        climatology is not None and climatology.chunks)
     for region in regions:
         if fast:
             if (key, region, "weights") not in shared:

@@ -24,6 +24,8 @@ def _zarr_truth(tmp_path, n_time=2 * 400, freq="12h") -> xr.Dataset:
     ds = mock_era5(n_time=n_time, grid=(4, 8), levels=(850, 500), freq=freq, seed=7)
     ds = ds[["temperature", "geopotential", "2m_temperature"]]
     ds["2m_temperature"].attrs["note"] = "kept"
+    ds.attrs["source"] = "a test"  # global attrs and a non-index time coord are kept too
+    ds = ds.assign_coords(sample=("time", np.arange(ds.sizes["time"])))
     path = tmp_path / "truth.zarr"
     ds.to_zarr(path, consolidated=True)
     return xr.open_zarr(path, chunks=None)
@@ -53,6 +55,19 @@ def test_the_climatology_and_last_steps_read_once_equal_the_two_reads(tmp_path, 
     finally:
         climatology._numpy_climatology = original
     assert len(reads) == 1 and reads[0] is not None  # one pass, the copy made on the way
+    assert tail.attrs == {"source": "a test"} and isinstance(tail["sample"].variable._data,
+                                                             np.ndarray)
+
+
+def test_an_error_while_smoothing_in_the_second_thread_is_raised(tmp_path, monkeypatch):
+    ds = _zarr_truth(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("smoothing failed")
+
+    monkeypatch.setattr(climatology, "_triangular_mean", broken)
+    with pytest.raises(FloatingPointError, match="smoothing failed"):
+        compute_climatology(ds, window_days=15)
 
 
 def test_the_climatology_and_last_steps_of_dask_or_a_time_mean_are_the_two_calls(tmp_path):
@@ -137,6 +152,12 @@ def test_acc_of_forecasts_sharing_the_truth_terms_equals_each_scored_alone(monke
     monkeypatch.setattr("geoformer.scores.numpy_block", lambda *a: False)
     assert_frame_equal(score_table(forecasts, truth, clim), table, check_exact=True)
     assert len(terms) == 3  # the xarray path shares them alike
+    with pytest.raises(ValueError, match="coordinates differ"):  # terms of other levels
+        fc = forecasts["a"]
+        other = xr.concat([truth.sel(time=inits + lead).assign_coords(time=inits)
+                           for lead in leads], dim=pd.Index(leads, name="prediction_timedelta"))
+        acc_spatial(fc.sel(level=[850]), other.sel(level=[850]), clim, truth_terms=(
+            metrics.acc_truth_terms(other.sel(level=[500]), clim, fc.sel(level=[500]))))
     for name, fc in forecasts.items():
         tr = xr.concat([truth[list(fc.data_vars)].sel(time=inits + lead).assign_coords(
             time=inits) for lead in leads], dim=pd.Index(leads, name="prediction_timedelta"))
@@ -176,3 +197,22 @@ def test_the_banded_lagged_sums_equal_one_dot_per_lead(gaps):
     wide = [(slice(0, 100), slice(100, 200))]  # one lead 100 steps ahead: the loop
     (num, den), = _lagged_sums(aw, a, wide)
     np.testing.assert_array_equal(num, _dot(aw[:, :100], a[:, 100:200]))
+    order = rng.permutation(steps.size)  # times out of order: some later steps come first
+    where = np.argsort(order)  # position of each original step in the shuffled arrays
+    shuffled = [(where[np.arange(steps.size)[f]], where[np.arange(steps.size)[l]])
+                for f, l in pairs]
+    for got, (first, later) in zip(_lagged_sums(aw[:, order], a[:, order], shuffled), pairs):
+        np.testing.assert_allclose(got[0], _dot(aw[:, first], a[:, later]), rtol=1e-12)
+        np.testing.assert_allclose(got[1], _dot(aw[:, first], a[:, first]), rtol=1e-12)
+
+
+def test_the_damped_persistence_fit_of_a_truth_out_of_time_order_is_that_of_it_sorted():
+    from geoformer.references import fit_damped_persistence
+
+    truth = mock_era5(n_time=40, grid=(4, 8), levels=(850, 500), seed=11)
+    truth = truth[["temperature", "2m_temperature"]]
+    clim = compute_climatology(truth, kind="time_mean")
+    leads = pd.to_timedelta([6, 24], unit="h")
+    order = np.random.default_rng(0).permutation(truth.sizes["time"])
+    xr.testing.assert_allclose(fit_damped_persistence(truth.isel(time=order), clim, leads),
+                               fit_damped_persistence(truth, clim, leads), rtol=1e-12)
