@@ -127,7 +127,7 @@ def _numpy_climatology(ds: xr.Dataset, days: np.ndarray, hours: np.ndarray,
 
     with ThreadPoolExecutor(1) as pool:
         pending = [pool.submit(smooth, name, j) for j, name in _read_hours(
-            ds, hours, hour_of, at, daily, keep and (wanted, kept))]
+            ds, hours, hour_of, at, daily, None if keep is None else (wanted, kept))]
         for job in pending:
             job.result()
     out = {name: xr.Variable(("dayofyear", "hour", *(d for d in da.dims if d != "time")),
@@ -149,19 +149,19 @@ def _read_hours(ds: xr.Dataset, hours: np.ndarray, hour_of: np.ndarray, at: dict
     """Read ``ds`` an hour of day at a time into the daily means ``daily[name][:, j]``
     (and the kept steps, ``keep`` = (their positions, arrays by name)); yields (j, name)
     as each variable's daily means of hour j are complete."""
-    if keep:
+    if keep is not None:
         wanted, kept = keep
     for j, hour in enumerate(hours):
         at_hour = ds.isel(time=hour_of == hour).load()
         doy = at_hour["time"].dt.dayofyear.values
         groups = [(at[int(d)], np.flatnonzero(doy == d)) for d in np.unique(doy)]
-        if keep:  # which of this hour's steps are kept, and where they go
+        if keep is not None:  # which of this hour's steps are kept, and where they go
             steps = np.flatnonzero(hour_of == hour)
             into, mine = np.flatnonzero(hour_of[wanted] == hour), np.isin(steps, wanted)
         for name, da in at_hour.data_vars.items():
             x = da.transpose("time", ...).values
             _daily_means(x, groups, daily[name][:, j])
-            if keep:
+            if keep is not None:
                 kept[name][into] = x[mine]
             yield j, name
 

@@ -148,10 +148,11 @@ def evaluate(forecast: xr.Dataset | str | Path, truth: xr.Dataset | str | Path,
         # computed, not loaded first: a dask truth (years of data) is reduced chunk by chunk
         train_truth = truth.sel(time=train)
         steps = train_truth.sizes.get("time", 0)
-        if "damped_persistence" in references and steps and (max_fit_times or steps) > 0:
+        fit_steps = steps if max_fit_times is None else min(max_fit_times, steps)
+        if "damped_persistence" in references and fit_steps > 0:
             # the fit's steps copied out as the climatology reads them: read once, not twice
-            clim, fit_truth = climatology_and_last_steps(
-                train_truth, min(max_fit_times or steps, steps), kind=climatology_kind)
+            clim, fit_truth = climatology_and_last_steps(train_truth, fit_steps,
+                                                         kind=climatology_kind)
         else:
             clim = compute_climatology(train_truth, kind=climatology_kind).compute()
     else:

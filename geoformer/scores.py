@@ -219,9 +219,11 @@ def _score_part(name: str, forecast: xr.Dataset | Callable, inits: np.ndarray,
             weights = shared[key, region, "weights"]
             add((name, region, "mse"), mse_of_block(fc, tr, weights))
             if climatology is not None:
+                if (key, "climatology") not in shared:  # the same for every region
+                    shared[key, "climatology"] = _climatology_like(climatology, fc)
                 if (key, region, "acc") not in shared:
                     shared[key, region, "acc"] = acc_truth_of_block(
-                        tr, _climatology_like(climatology, fc), weights)
+                        tr, shared[key, "climatology"], weights)
                 add((name, region, "acc"), acc_of_block(fc, shared[key, region, "acc"],
                                                         weights))
             continue
